@@ -1,0 +1,1 @@
+"""Plotting functions, one submodule per area of the course (the only place that imports matplotlib)."""

@@ -1,0 +1,1 @@
+"""Interactive widgets, one submodule per area (the only place that imports ipywidgets)."""
