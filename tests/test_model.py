@@ -1,0 +1,182 @@
+"""helpers.model: GPT-2 equivalence with Hugging Face, the KV cache, parameter counts, bad input."""
+
+import pytest
+import torch
+
+from helpers.model import GPT, GPTConfig, parameter_count
+
+transformers = pytest.importorskip("transformers")
+
+
+def _hf_pair(seed: int, **cfg):
+    """A random Hugging Face GPT-2 built locally (no download) and our copy of it."""
+    torch.manual_seed(seed)
+    hc = transformers.GPT2Config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0, **cfg)
+    hf = transformers.GPT2LMHeadModel(hc).eval()
+    # Random non-zero biases and LayerNorm parameters, so a mapping mistake cannot hide behind zeros.
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            if name.endswith("bias") or ".ln_" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return hf, GPT.from_hf(hf).eval()
+
+
+@pytest.mark.parametrize(
+    "seed,cfg",
+    [
+        (0, dict(n_positions=32, vocab_size=97, n_layer=2, n_head=2, n_embd=16)),
+        (1, dict(n_positions=64, vocab_size=300, n_layer=3, n_head=4, n_embd=48)),
+        (2, dict(n_positions=16, vocab_size=50, n_layer=1, n_head=1, n_embd=8)),
+    ],
+)
+def test_logits_match_hugging_face(seed, cfg):
+    hf, ours = _hf_pair(seed, **cfg)
+    idx = torch.randint(0, cfg["vocab_size"], (3, cfg["n_positions"]), generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        expected = hf(idx).logits
+        got = ours(idx)
+    assert got.shape == expected.shape == (3, cfg["n_positions"], cfg["vocab_size"])
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    assert ours.num_parameters() == sum(p.numel() for p in hf.parameters())
+
+
+def test_from_state_dict_needs_config_and_matches():
+    hf, ours = _hf_pair(3, n_positions=16, vocab_size=40, n_layer=2, n_head=2, n_embd=16)
+    with pytest.raises(ValueError, match="config is required"):
+        GPT.from_hf(hf.state_dict())
+    again = GPT.from_hf(hf.state_dict(), ours.config).eval()
+    idx = torch.randint(0, 40, (2, 16))
+    torch.testing.assert_close(again(idx), ours(idx))
+    wrong = GPTConfig(block_size=16, vocab_size=40, n_layer=2, n_head=2, n_embd=32)
+    with pytest.raises(ValueError, match="expected shape"):
+        GPT.from_hf(hf.state_dict(), wrong)
+
+
+def test_kv_cache_matches_full_forward():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=24, vocab_size=31, n_layer=2, n_head=2, n_embd=16)).eval()
+    idx = torch.randint(0, 31, (2, 24))
+    with torch.no_grad():
+        full = model(idx)
+        cache = model.new_cache(2)
+        pieces = [model(idx[:, :5], cache=cache), model(idx[:, 5:9], cache=cache)]
+        pieces += [model(idx[:, t : t + 1], cache=cache) for t in range(9, 24)]
+    assert cache.pos == 24
+    torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="block_size=24"):
+        model(idx[:, :1], cache=cache)
+    cache.reset()
+    torch.testing.assert_close(model(idx[:, :3], cache=cache), full[:, :3], atol=1e-5, rtol=1e-5)
+
+
+def test_cache_select_keeps_rows():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=12, vocab_size=20, n_layer=1, n_head=2, n_embd=8)).eval()
+    idx = torch.randint(0, 20, (3, 6))
+    with torch.no_grad():
+        full = model(idx)
+        cache = model.new_cache(3)
+        model(idx[:, :5], cache=cache)
+        cache.select(torch.tensor([0, 2]))
+        last = model(idx[[0, 2], 5:6], cache=cache)
+    torch.testing.assert_close(last, full[[0, 2], 5:6], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_parameter_count_formula(bias):
+    gen = torch.Generator().manual_seed(int(bias))
+    for _ in range(8):
+        n_head = int(torch.randint(1, 5, (1,), generator=gen))
+        cfg = GPTConfig(
+            block_size=int(torch.randint(1, 64, (1,), generator=gen)),
+            vocab_size=int(torch.randint(1, 500, (1,), generator=gen)),
+            n_layer=int(torch.randint(1, 4, (1,), generator=gen)),
+            n_head=n_head,
+            n_embd=n_head * int(torch.randint(1, 9, (1,), generator=gen)),
+            bias=bias,
+        )
+        assert parameter_count(cfg) == GPT(cfg).num_parameters()
+
+
+def test_gpt2_small_has_124439808_parameters():
+    cfg = GPTConfig(block_size=1024, vocab_size=50257, n_layer=12, n_head=12, n_embd=768)
+    with torch.device("meta"):
+        model = GPT(cfg)
+    assert model.num_parameters() == parameter_count(cfg) == 124_439_808
+    parts = model.parameter_breakdown()
+    assert sum(v for part in parts.values() for v in part.values()) == 124_439_808
+    assert parts["embeddings"]["weights"] == 50257 * 768 + 1024 * 768
+
+
+def test_weights_are_tied_and_logits_shape():
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=1, n_embd=4))
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert model(torch.zeros(2, 8, dtype=torch.long)).shape == (2, 8, 11)
+
+
+def test_loss_is_cross_entropy_and_ignores_minus_100():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=1, n_embd=4))
+    x = torch.randint(0, 11, (2, 8))
+    y = torch.randint(0, 11, (2, 8))
+    logits = model(x)
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 11), y.reshape(-1))
+    torch.testing.assert_close(model.loss(x, y), expected)
+    y[:, :4] = -100
+    expected = torch.nn.functional.cross_entropy(logits[:, 4:].reshape(-1, 11), y[:, 4:].reshape(-1))
+    torch.testing.assert_close(model.loss(x, y), expected)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(n_embd=10, n_head=3), "n_embd must be divisible by n_head"),
+        (dict(n_layer=0), "n_layer must be a positive int, got 0"),
+        (dict(dropout=1.0), r"dropout must be in \[0, 1\), got 1.0"),
+        (dict(vocab_size=2.5), "vocab_size must be a positive int"),
+    ],
+)
+def test_bad_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GPTConfig(**kwargs)
+
+
+def test_bad_inputs():
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=1, n_embd=4))
+    with pytest.raises(ValueError, match=r"token ids must be in \[0, vocab_size=11\), got 11"):
+        model(torch.tensor([[1, 11]]))
+    with pytest.raises(ValueError, match="got -1"):
+        model(torch.tensor([[-1, 2]]))
+    with pytest.raises(ValueError, match="block_size=8, got 9"):
+        model(torch.zeros(1, 9, dtype=torch.long))
+    with pytest.raises(ValueError, match="2-D tensor"):
+        model(torch.zeros(9, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer token ids"):
+        model(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="targets must have the shape"):
+        model.loss(torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long))
+
+
+def test_dropout_only_in_training():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=2, n_head=2, n_embd=8, dropout=0.5))
+    x = torch.randint(0, 11, (2, 8))
+    model.eval()
+    torch.testing.assert_close(model(x), model(x))
+    model.train()
+    assert not torch.allclose(model(x), model(x))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_autocast_close_to_fp32():
+    from helpers.runtime import autocast
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=32, vocab_size=64, n_layer=2, n_head=2, n_embd=32)).cuda().eval()
+    x = torch.randint(0, 64, (2, 32), device="cuda")
+    with torch.no_grad(), autocast("cuda"):
+        low = model(x).float()
+    with torch.no_grad():
+        ref = model(x)
+    assert low.device.type == "cuda"
+    torch.testing.assert_close(low, ref, atol=5e-2, rtol=5e-2)

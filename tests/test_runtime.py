@@ -1,0 +1,86 @@
+"""helpers.runtime: device choice, the fast-mode flag and seeding."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from helpers import runtime
+
+
+def _run(code: str, **env: str) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k not in ("COURSE_FAST", "COURSE_DEVICE")}
+    full_env.update(env)
+    return subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("value,expected", [("", False), ("0", False), ("false", False), ("1", True), ("TRUE", True)])
+def test_fast_flag_values(value, expected):
+    out = _run("from helpers.runtime import FAST, scaled; print(FAST, scaled(full=10, fast=2))", COURSE_FAST=value)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(expected), "2" if expected else "10"]
+
+
+def test_bad_fast_flag_names_the_variable():
+    out = _run("import helpers.runtime", COURSE_FAST="yes please")
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert "COURSE_FAST" in last and "yes please" in last
+
+
+def test_pick_device_default_is_first_available(monkeypatch):
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    assert runtime.pick_device().type == runtime.available_devices()[0]
+
+
+def test_pick_device_env_override(monkeypatch):
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    assert runtime.pick_device() == torch.device("cpu")
+
+
+@pytest.mark.parametrize("bad", ["tpu", "banana"])
+def test_pick_device_unknown_names_variable_and_choices(monkeypatch, bad):
+    monkeypatch.setenv("COURSE_DEVICE", bad)
+    with pytest.raises(ValueError) as err:
+        runtime.pick_device()
+    assert "COURSE_DEVICE" in str(err.value) and bad in str(err.value) and "cpu" in str(err.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_pick_device_missing_cuda_lists_what_exists(monkeypatch):
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    with pytest.raises(ValueError, match="this machine has: .*cpu"):
+        runtime.pick_device("cuda")
+
+
+def test_seed_everything_reproduces():
+    runtime.seed_everything(3)
+    a = torch.randn(5)
+    runtime.seed_everything(3)
+    assert torch.equal(a, torch.randn(5))
+    with pytest.raises(ValueError, match="seed"):
+        runtime.seed_everything(-1)
+
+
+def test_describe_prints_device_versions_mode(capsys):
+    device = runtime.describe("cpu")
+    out = capsys.readouterr().out
+    assert device == torch.device("cpu")
+    assert "device: cpu" in out and "torch" in out and "mode:" in out
+
+
+def test_check_env_reports_and_exits_zero():
+    out = subprocess.run([sys.executable, "-m", "helpers.check_env"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "environment report" in out.stdout and "torch" in out.stdout and "devices" in out.stdout
+
+
+def test_check_env_flags_too_old(monkeypatch):
+    from helpers import check_env
+
+    monkeypatch.setitem(check_env.REQUIRED, "numpy", "999")
+    assert any("numpy" in p and "older" in p for p in check_env.problems())
+    monkeypatch.setitem(check_env.REQUIRED, "no-such-package-xyz", "1")
+    assert any("no-such-package-xyz is missing" in p for p in check_env.problems())
