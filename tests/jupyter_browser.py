@@ -1,0 +1,144 @@
+"""Drive a real JupyterLab in headless Chromium, for the browser tests.
+
+The server runs on 127.0.0.1 with its own temporary config, data, runtime and workspace folders, so
+a test never reads or changes a learner's JupyterLab settings. Chromium is Debian's
+(``/usr/bin/chromium``): browser downloads by test tools do not work offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def require_browser() -> str:
+    """Chromium's path; outside CI a missing Chromium or Playwright skips the test, in CI it fails."""
+    path = chromium_path()
+    missing = []
+    if path is None:
+        missing.append("Debian's chromium (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("playwright (pip install playwright)")
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser test needs {' and '.join(missing)}")
+        pytest.skip(f"needs {' and '.join(missing)}")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def jupyter_lab(root_dir: Path, extra_env: dict[str, str] | None = None, timeout: float = 90) -> Iterator[str]:
+    """Start JupyterLab serving ``root_dir``; yield its base URL (``http://127.0.0.1:PORT``) with the token."""
+    port, token = _free_port(), secrets.token_hex(16)
+    home = root_dir.parent / f"jupyter-home-{port}"
+    dirs = {name: home / name for name in ("config", "data", "runtime", "workspaces")}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(dirs["config"]), JUPYTER_DATA_DIR=str(dirs["data"]),
+               JUPYTER_RUNTIME_DIR=str(dirs["runtime"]), JUPYTER_PLATFORM_DIRS="1", **(extra_env or {}))
+    cmd = [
+        sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
+        f"--port={port}", f"--ServerApp.token={token}", f"--ServerApp.root_dir={root_dir}",
+        f"--LabApp.workspaces_dir={dirs['workspaces']}", "--LabApp.news_url=", "--ServerApp.open_browser=False",
+    ]
+    log = open(home / "server.log", "w")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"JupyterLab exited early:\n{(home / 'server.log').read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"JupyterLab did not answer in {timeout} s")
+            time.sleep(0.5)
+        yield f"{base}?token={token}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def notebook_url(server: str, notebook: str) -> str:
+    base, token = server.split("?token=")
+    return f"{base}/lab/tree/{notebook}?token={token}"
+
+
+@contextlib.contextmanager
+def browser_page(width: int = 1400, height: int = 1000):
+    """A fresh headless Chromium page (Playwright), closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    path = require_browser()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            yield page
+        finally:
+            browser.close()
+
+
+def open_and_run_all(page, server: str, notebook: str, timeout_ms: int = 120_000) -> None:
+    """Open ``notebook`` in JupyterLab, wait for its kernel, and run every cell through the Run menu."""
+    page.goto(notebook_url(server, notebook), timeout=timeout_ms)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_ms)
+    # The execution indicator in the notebook's toolbar reports "idle" once the kernel has started.
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+
+
+def wait_for_text(page, text: str, timeout_ms: int = 180_000) -> None:
+    """Wait until ``text`` appears in some cell output; on timeout, fail with what the outputs show."""
+    try:
+        page.locator(".jp-OutputArea-output", has_text=text).first.wait_for(timeout=timeout_ms)
+    except Exception as err:
+        shown = page.locator(".jp-OutputArea-output").all_inner_texts()
+        raise AssertionError(f"{text!r} never appeared; outputs were:\n" + "\n---\n".join(shown)[-4000:]) from err
