@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks against the reference implementations (see README.md)."""

@@ -1,0 +1,156 @@
+"""Training throughput and peak memory of our GPT against Hugging Face's GPT2LMHeadModel.
+
+    python -m benchmarks.bench_model                     # CPU, 2 threads, the README's figures
+    python -m benchmarks.bench_model --nanogpt PATH      # also nanoGPT's model.py, if you have a copy
+    python -m benchmarks.bench_model --device cuda       # tokens/s and MFU in bf16 on a GPU
+
+One training step is forward + backward + an AdamW step, with the same optimiser settings for every
+model, so the ratio measures the models. Each model is measured in its own child process (so that
+peak memory is that model's alone), and the children alternate, several rounds each, so that a
+change in the machine's load hits both sides alike. The ratio is taken from medians within the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+CPU_CONFIG = dict(n_layer=4, n_head=4, n_embd=128, block_size=256, vocab_size=2048)
+GPU_CONFIGS = {
+    "~10M": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=2048),
+    "~100M": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304),
+}
+
+
+def _build(kind: str, cfg: dict, nanogpt: str | None) -> torch.nn.Module:
+    if kind == "ours":
+        from helpers.model import GPT, GPTConfig
+
+        return GPT(GPTConfig(dropout=0.0, **cfg))
+    if kind == "hf":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        hc = GPT2Config(n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"],
+                        n_positions=cfg["block_size"], vocab_size=cfg["vocab_size"],
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
+        return GPT2LMHeadModel(hc)
+    if kind == "nanogpt":
+        spec = importlib.util.spec_from_file_location("nanogpt_model", nanogpt)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod.GPT(mod.GPTConfig(dropout=0.0, bias=True, **cfg))
+    raise ValueError(f"kind must be ours, hf or nanogpt, got {kind!r}")
+
+
+def _loss(kind: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if kind == "ours":
+        return model.loss(x, y)
+    if kind == "hf":
+        # HF shifts labels inside; passing x as labels trains on the same next-token targets.
+        return model(input_ids=x, labels=x).loss
+    return model(x, y)[1]
+
+
+def worker(kind: str, cfg: dict, batch: int, steps: int, warmup: int, device: str, nanogpt: str | None) -> dict:
+    """Train ``steps`` steps after ``warmup`` and report tokens/s and memory (runs in a child process)."""
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    model = _build(kind, cfg, nanogpt).to(dev).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
+    T = cfg["block_size"]
+    x = torch.randint(0, cfg["vocab_size"], (batch, T + 1), device=dev)
+    x, y = x[:, :-1].contiguous(), x[:, 1:].contiguous()
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        with amp:
+            loss = _loss(kind, model, x, y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    peak = (torch.cuda.max_memory_allocated(dev) if dev.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base_rss)
+    n_params = sum(p.numel() for p in model.parameters())
+    step = statistics.median(times)
+    return {"kind": kind, "tokens_per_s": batch * T / step, "step_s": step, "peak_bytes": peak, "params": n_params}
+
+
+def _child(kind: str, args: argparse.Namespace, cfg: dict, batch: int) -> dict:
+    cmd = [sys.executable, "-m", "benchmarks.bench_model", "--child", kind, "--config", json.dumps(cfg),
+           "--batch", str(batch), "--steps", str(args.steps), "--warmup", str(args.warmup),
+           "--device", args.device, "--threads", str(args.threads)]
+    if args.nanogpt:
+        cmd += ["--nanogpt", args.nanogpt]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def mfu(tokens_per_s: float, params: int, cfg: dict, peak_flops: float) -> float:
+    """Model-FLOPs utilisation: 6 FLOPs per parameter per token plus attention's 12·L·C·T (PaLM's count)."""
+    flops_per_token = 6 * params + 12 * cfg["n_layer"] * cfg["n_embd"] * cfg["block_size"]
+    return tokens_per_s * flops_per_token / peak_flops
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--nanogpt", help="path to nanoGPT's model.py, to add it to the comparison")
+    ap.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense bf16 peak (H100 SXM: 989)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--config", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child:
+        cfg = json.loads(args.config)
+        print(json.dumps(worker(args.child, cfg, args.batch, args.steps, args.warmup, args.device, args.nanogpt)))
+        return
+
+    if args.device.startswith("cuda"):
+        name = torch.cuda.get_device_name(0)
+        print(f"| config | model | tokens/s | MFU (bf16, peak {args.peak_tflops:g} TFLOP/s) | peak memory |\n|---|---|---|---|---|")
+        for label, cfg in GPU_CONFIGS.items():
+            for kind in ("ours", "hf"):
+                r = _child(kind, args, cfg, batch=args.batch)
+                print(f"| {label} ({r['params'] / 1e6:.1f}M) | {kind} | {r['tokens_per_s']:,.0f} | "
+                      f"{mfu(r['tokens_per_s'], r['params'], cfg, args.peak_tflops * 1e12):.1%} | "
+                      f"{r['peak_bytes'] / 2**20:,.0f} MiB |")
+        print(f"\ndevice: {name}, batch {args.batch}")
+        return
+
+    kinds = ["ours", "hf"] + (["nanogpt"] if args.nanogpt else [])
+    results: dict[str, list[dict]] = {k: [] for k in kinds}
+    for _ in range(args.rounds):
+        for kind in kinds:
+            results[kind].append(_child(kind, args, CPU_CONFIG, args.batch))
+    med = {k: {m: statistics.median(r[m] for r in rs) for m in ("tokens_per_s", "peak_bytes")} for k, rs in results.items()}
+    print(f"Training, config {CPU_CONFIG}, batch {args.batch}x{CPU_CONFIG['block_size']}, "
+          f"CPU, {args.threads} threads, median of {args.rounds} rounds x {args.steps} steps\n")
+    print("| model | tokens/s | vs ours | peak memory (RSS growth) | vs ours |\n|---|---|---|---|---|")
+    for k in kinds:
+        print(f"| {k} | {med[k]['tokens_per_s']:,.0f} | {med['ours']['tokens_per_s'] / med[k]['tokens_per_s']:.2f}x faster "
+              f"| {med[k]['peak_bytes'] / 2**20:,.0f} MiB | {med['ours']['peak_bytes'] / max(med[k]['peak_bytes'], 1):.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
