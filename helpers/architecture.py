@@ -1,0 +1,335 @@
+"""Architecture hyperparameters made measurable: parameter counts, memory, attention cost, positions.
+
+- GPT-2's published configurations as data, counted in closed form and on the ``meta`` device
+  (shapes without storage, so even GPT-2 XL costs no memory);
+- the memory those parameters need for inference (fp32 / bf16 / int8 / int4) and for AdamW training;
+- the time and memory of causal self-attention against the sequence length, and a quadratic fit;
+- what a model does at positions it never trained on (loss per position).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import weakref
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# TorchDispatchMode sees every tensor an operation creates; PyTorch's own FLOP counter and memory
+# trackers are built on it. It is the one way to measure peak tensor memory on a CPU.
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from helpers.model import GPT, GPTConfig
+from helpers.runtime import pick_device, synchronize
+
+# ---------------------------------------------------------------------------------------------
+# GPT-2 as published (Radford et al. 2019; the Hugging Face configs gpt2, gpt2-medium, -large, -xl)
+# ---------------------------------------------------------------------------------------------
+
+_GPT2_SHAPES = {"small": (12, 768, 12), "medium": (24, 1024, 16), "large": (36, 1280, 20), "xl": (48, 1600, 25)}
+
+#: The four GPT-2 sizes: 50257 tokens, 1024 positions, biases everywhere, tied embeddings.
+GPT2_CONFIGS: dict[str, GPTConfig] = {
+    name: GPTConfig(block_size=1024, vocab_size=50257, n_layer=L, n_head=H, n_embd=C, dropout=0.0, bias=True)
+    for name, (L, C, H) in _GPT2_SHAPES.items()
+}
+
+#: The exact parameter counts of those models (what the nominal sizes 124M ... 1.5B round).
+GPT2_PARAMETERS: dict[str, int] = {
+    "small": 124_439_808, "medium": 354_823_168, "large": 774_030_080, "xl": 1_557_611_200,
+}
+
+#: How the sizes are usually quoted.
+GPT2_NOMINAL: dict[str, str] = {"small": "124M", "medium": "355M", "large": "774M", "xl": "1.5B"}
+
+
+def component_counts(config: GPTConfig) -> dict[str, dict[str, int]]:
+    """Closed-form parameters per component, split like ``GPT.parameter_breakdown()``.
+
+    Weights are matrices, embedding tables and LayerNorm gains; biases the vectors added after them.
+    """
+    C, V, T, L, b = config.n_embd, config.vocab_size, config.block_size, config.n_layer, int(config.bias)
+    return {
+        "embeddings": {"weights": V * C + T * C, "biases": 0},  # token table (shared with lm_head) + positions
+        "attention": {"weights": L * (C * 3 * C + C * C), "biases": L * b * (3 * C + C)},  # c_attn + c_proj
+        "mlp": {"weights": L * (C * 4 * C + 4 * C * C), "biases": L * b * (4 * C + C)},  # c_fc + c_proj
+        "norms": {"weights": (2 * L + 1) * C, "biases": (2 * L + 1) * b * C},  # ln_1, ln_2 per block + ln_f
+    }
+
+
+class _SkipRandomInitOnMeta(TorchFunctionMode):
+    """Skips random initialisation of meta tensors: there are no values to fill, and the first
+    ``normal_`` on the meta device costs seconds (it loads PyTorch's Python reference kernels)."""
+
+    _SKIP = {torch.nn.init.normal_, torch.nn.init.uniform_, torch.nn.init.kaiming_uniform_,
+             torch.Tensor.normal_, torch.Tensor.uniform_}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        target = args[0] if args else kwargs.get("tensor")
+        if func in self._SKIP and isinstance(target, torch.Tensor) and target.is_meta:
+            return target
+        return func(*args, **kwargs)
+
+
+def meta_model(config: GPTConfig) -> GPT:
+    """``GPT(config)`` on the ``meta`` device: every tensor has its shape but no storage.
+
+    The same as ``with torch.device("meta"): GPT(config)``, only faster (see ``_SkipRandomInitOnMeta``).
+    """
+    with torch.device("meta"), _SkipRandomInitOnMeta():
+        return GPT(config)
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory of parameters
+# ---------------------------------------------------------------------------------------------
+
+#: Bytes per parameter of each number format (int4 packs two weights into a byte).
+BYTES_PER_PARAMETER: dict[str, float] = {"fp32": 4.0, "bf16": 2.0, "int8": 1.0, "int4": 0.5}
+
+#: Bytes per parameter for AdamW training, by component. Activations come on top (they grow with
+#: batch size and sequence length, not with the parameter count alone).
+TRAINING_BYTES: dict[str, dict[str, float]] = {
+    # everything in fp32: what helpers.train does (its bf16 autocast only changes activations)
+    "fp32": {"weights": 4, "grads": 4, "adam_m": 4, "adam_v": 4},
+    # mixed precision as in large-scale training: bf16 weights and grads for the matmuls, plus an
+    # fp32 master copy of the weights that the optimizer updates -> no saving on parameter memory
+    "mixed": {"weights": 2, "grads": 2, "master_weights": 4, "adam_m": 4, "adam_v": 4},
+    # everything in bf16 (no master copy): half the memory, but small updates get rounded away
+    "bf16": {"weights": 2, "grads": 2, "adam_m": 2, "adam_v": 2},
+}
+
+
+def weight_bytes(n_params: int, fmt: str = "fp32") -> float:
+    """Bytes to hold ``n_params`` weights in number format ``fmt`` (one of ``BYTES_PER_PARAMETER``)."""
+    if fmt not in BYTES_PER_PARAMETER:
+        raise ValueError(f"fmt must be one of {sorted(BYTES_PER_PARAMETER)}, got {fmt!r}")
+    if not isinstance(n_params, int) or n_params < 0:
+        raise ValueError(f"n_params must be an int >= 0, got {n_params!r}")
+    return n_params * BYTES_PER_PARAMETER[fmt]
+
+
+def training_bytes(n_params: int, precision: str = "fp32") -> dict[str, float]:
+    """Bytes of weights, gradients and AdamW's two moments (plus "total") for ``n_params`` parameters."""
+    if precision not in TRAINING_BYTES:
+        raise ValueError(f"precision must be one of {sorted(TRAINING_BYTES)}, got {precision!r}")
+    if not isinstance(n_params, int) or n_params < 0:
+        raise ValueError(f"n_params must be an int >= 0, got {n_params!r}")
+    parts = {k: n_params * v for k, v in TRAINING_BYTES[precision].items()}
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def memory_table(counts: dict[str, int]) -> list[dict]:
+    """One row per model: parameters, weight memory in each format, AdamW training memory (bytes)."""
+    rows = []
+    for name, n in counts.items():
+        row = {"model": name, "parameters": n}
+        row.update({fmt: weight_bytes(n, fmt) for fmt in BYTES_PER_PARAMETER})
+        row.update({f"train_{p}": training_bytes(n, p)["total"] for p in TRAINING_BYTES})
+        rows.append(row)
+    return rows
+
+
+def format_bytes(n: float) -> str:
+    """Bytes in decimal units (1 GB = 10**9 bytes), e.g. ``498.0 MB``."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def measured_training_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, int]:
+    """Bytes actually held by the parameters, their gradients and the optimizer's state tensors.
+
+    Call after at least one ``optimizer.step()`` (AdamW creates its moments lazily). Scalars such
+    as AdamW's step counter are left out; tied tensors are counted once.
+    """
+    params = list(model.parameters())  # parameters() yields a tied tensor once
+    out = {"weights": sum(p.numel() * p.element_size() for p in params),
+           "grads": sum(p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None),
+           "optimizer_state": 0}
+    for p in params:
+        for t in optimizer.state.get(p, {}).values():
+            if isinstance(t, torch.Tensor) and t.dim() > 0:
+                out["optimizer_state"] += t.numel() * t.element_size()
+    out["total"] = sum(out.values())
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention cost against sequence length
+# ---------------------------------------------------------------------------------------------
+
+def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal self-attention written out: it builds the full (T, T) score matrix per head.
+
+    ``q, k, v``: (B, nh, T, hd) -> (B, nh, T, hd).
+    """
+    T, hd = q.shape[-2], q.shape[-1]
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(hd)  # (B, nh, T, T): every query against every key
+    future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(diagonal=1)
+    scores = scores.masked_fill(future, float("-inf"))  # a position may not look ahead
+    return torch.softmax(scores, dim=-1) @ v  # (B, nh, T, hd)
+
+
+def fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The same result from PyTorch's fused kernel (what ``helpers.model`` uses)."""
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+ATTENTION = {"naive": naive_attention, "fused": fused_attention}
+
+
+class _LiveTensorBytes(TorchDispatchMode):
+    """Tracks the bytes of tensor storage created inside the ``with`` block and still alive; keeps the peak."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.current = 0
+        self.peak = 0
+        self._alive: set[int] = set()
+
+    def _freed(self, key: int, nbytes: int) -> None:
+        self.current -= nbytes
+        self._alive.discard(key)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        # outputs that share an input's storage are views: nothing new was allocated
+        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor):
+                continue
+            storage = t.untyped_storage()
+            key, nbytes = storage.data_ptr(), storage.nbytes()
+            if nbytes == 0 or key in inputs or key in self._alive:
+                continue
+            self._alive.add(key)
+            self.current += nbytes
+            self.peak = max(self.peak, self.current)
+            weakref.finalize(storage, self._freed, key, nbytes)  # runs when the storage is freed
+        return out
+
+
+def peak_tensor_bytes(fn, *args) -> tuple[object, int]:
+    """Run ``fn(*args)``; return its result and the peak bytes of tensors it had alive at once."""
+    tracker = _LiveTensorBytes()
+    with tracker:
+        result = fn(*args)
+    return result, tracker.peak
+
+
+def attention_cost(seq_lens: Sequence[int], implementation: str = "naive", n_head: int = 4, head_dim: int = 16,
+                   batch_size: int = 1, repeats: int = 3, device: str | torch.device | None = None,
+                   seed: int = 0) -> list[dict]:
+    """Measure one causal self-attention (forward) for each sequence length.
+
+    Returns rows ``{"seq_len", "seconds" (fastest of ``repeats``), "peak_bytes" (tensors alive at
+    once, inputs excluded), "flops" (of the two matrix products q·kᵀ and weights·v, 2·T·T·hd each
+    per head, the same for both implementations), "score_bytes" (one (B, nh, T, T) float32 matrix)}``.
+    """
+    if implementation not in ATTENTION:
+        raise ValueError(f"implementation must be one of {sorted(ATTENTION)}, got {implementation!r}")
+    if not seq_lens or any(not isinstance(t, int) or t < 1 for t in seq_lens):
+        raise ValueError(f"seq_lens must be a non-empty list of ints >= 1, got {seq_lens!r}")
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
+    fn = ATTENTION[implementation]
+    device = pick_device(None if device is None else str(device))
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for T in seq_lens:
+        q, k, v = (torch.randn(batch_size, n_head, T, head_dim, generator=g).to(device) for _ in range(3))
+        with torch.no_grad():
+            fn(q, k, v)  # warm-up: first calls pay for allocation and kernel selection
+            times = []
+            for _ in range(repeats):
+                synchronize(device)
+                start = time.perf_counter()
+                fn(q, k, v)
+                synchronize(device)
+                times.append(time.perf_counter() - start)
+            _, peak = peak_tensor_bytes(fn, q, k, v)
+        # the fastest repeat: other programs on the machine can only ever make a run slower
+        rows.append({"seq_len": T, "seconds": min(times), "peak_bytes": peak,
+                     "flops": 4 * batch_size * n_head * T * T * head_dim,
+                     "score_bytes": batch_size * n_head * T * T * 4})
+    return rows
+
+
+def fit_quadratic(xs: Sequence[float], ys: Sequence[float]) -> dict[str, float]:
+    """Least-squares fit ``y = a + b·x + c·x²``; returns the coefficients a, b, c and r2 (1 = perfect fit)."""
+    x, y = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    if x.shape != y.shape or x.size < 3:
+        raise ValueError(f"xs and ys must have the same length >= 3, got {x.size} and {y.size}")
+    c, b, a = np.polyfit(x, y, 2)
+    pred = a + b * x + c * x**2
+    ss_res, ss_tot = float(((y - pred) ** 2).sum()), float(((y - y.mean()) ** 2).sum())
+    return {"a": float(a), "b": float(b), "c": float(c), "r2": 1 - ss_res / ss_tot if ss_tot else 1.0}
+
+
+def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Slope of log(y) against log(x): about 2 when y grows with the square of x, 1 when linearly."""
+    x, y = np.log(np.asarray(xs, dtype=float)), np.log(np.asarray(ys, dtype=float))
+    return float(np.polyfit(x, y, 1)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Positions beyond the training length
+# ---------------------------------------------------------------------------------------------
+
+def extend_context(model: GPT, block_size: int, seed: int = 0) -> GPT:
+    """A copy of ``model`` with a longer context window; the new position embeddings stay untrained.
+
+    Every weight is copied; rows ``old_block_size ..`` of ``wpe`` keep their random initialisation,
+    exactly what a model that never saw those positions has.
+    """
+    old = model.config.block_size
+    if not isinstance(block_size, int) or block_size < old:
+        raise ValueError(f"block_size must be an int >= the model's block_size={old}, got {block_size!r}")
+    config = GPTConfig(**{**model.config.to_dict(), "block_size": block_size})
+    bigger = GPT(config).to(model.device)
+    state = model.state_dict()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in bigger.state_dict().items():
+            if name == "transformer.wpe.weight":
+                p[:old] = state[name]
+                # drawn like a fresh model's (N(0, 0.02)), reproducibly
+                p[old:] = (0.02 * torch.randn(block_size - old, p.shape[1], generator=g)).to(p)
+            else:
+                p.copy_(state[name])
+    return bigger.train(model.training)
+
+
+def loss_per_position(model: GPT, tokens: torch.Tensor, seq_len: int | None = None, n_windows: int = 32,
+                      batch_size: int = 8) -> torch.Tensor:
+    """Mean next-token loss at each position 0..seq_len-1, over ``n_windows`` evenly spaced windows.
+
+    ``tokens`` is a 1-D tensor of ids; position t predicts token t+1 of its window from tokens
+    0..t. Returns a float tensor (seq_len,) on the CPU.
+    """
+    seq_len = model.config.block_size if seq_len is None else seq_len
+    if not isinstance(seq_len, int) or not 1 <= seq_len <= model.config.block_size:
+        raise ValueError(f"seq_len must be in 1..block_size={model.config.block_size}, got {seq_len!r}")
+    if tokens.dim() != 1 or tokens.numel() < seq_len + 1:
+        raise ValueError(f"tokens must be a 1-D tensor of at least seq_len+1={seq_len + 1} ids, got {tuple(tokens.shape)}")
+    starts = torch.linspace(0, tokens.numel() - seq_len - 1, n_windows).long()
+    total = torch.zeros(seq_len, dtype=torch.float64)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for chunk in starts.split(batch_size):
+            idx = torch.stack([tokens[s:s + seq_len + 1] for s in chunk.tolist()]).to(model.device)  # (B, T+1)
+            logits = model(idx[:, :-1]).float()  # (B, T, V)
+            loss = F.cross_entropy(logits.transpose(1, 2), idx[:, 1:], reduction="none")  # (B, T)
+            total += loss.sum(0).double().cpu()
+    model.train(was_training)
+    return (total / len(starts)).float()

@@ -1,0 +1,139 @@
+"""Plots for notebooks 11-12: fine-tuning methods side by side, forgetting, weight histograms, quantisation.
+
+Every function takes measured numbers (rows of dicts, tensors) and returns the matplotlib ``Figure``;
+none of them trains or quantises anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+_PANELS = {
+    "trainable": ("trainable parameters", True),
+    "memory_mb": ("training memory (MB)", False),
+    "step_ms": ("time per step (ms)", False),
+    "german_loss": ("German val loss", False),
+    "english_loss": ("English val loss", False),
+}
+
+
+def plot_methods(rows: Sequence[Mapping], columns: Sequence[str] = tuple(_PANELS), label: str = "method",
+                 baseline: Mapping[str, float] | None = None) -> Figure:
+    """One horizontal bar chart per column, the methods as bars (rows: dicts with ``label`` and ``columns``).
+
+    ``baseline`` draws a dashed line per column (e.g. the base model's losses before adaptation).
+    """
+    if not rows:
+        raise ValueError("rows must hold at least one result")
+    missing = [c for c in columns if c not in rows[0]]
+    if missing:
+        raise ValueError(f"columns {missing} are not in the rows; they have {sorted(rows[0])}")
+    names = [str(r[label]) for r in rows]
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 0.45 * len(rows) + 1.6), sharey=True)
+    axes = np.atleast_1d(axes)
+    y = np.arange(len(rows))
+    for ax, col in zip(axes, columns):
+        title, log = _PANELS.get(col, (col, False))
+        values = np.array([float(r[col]) for r in rows])
+        ax.barh(y, values, color=[f"C{i % 10}" for i in range(len(rows))])
+        for i, v in enumerate(values):
+            ax.text(v, i, f" {v:,.0f}" if v >= 100 else f" {v:.3g}", va="center", fontsize=7)
+        if log:
+            ax.set_xscale("log")
+        elif "loss" in col:
+            lo, hi = values.min(), values.max()
+            if baseline and col in baseline:
+                lo, hi = min(lo, baseline[col]), max(hi, baseline[col])
+            ax.set_xlim(lo - 0.15 * (hi - lo + 1e-3), hi + 0.35 * (hi - lo + 1e-3))
+        else:
+            ax.set_xlim(0, values.max() * 1.35)
+        if baseline and col in baseline:
+            ax.axvline(baseline[col], color="k", ls="--", lw=1, label="base model")
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+    axes[0].set_yticks(y, names, fontsize=8)
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
+def plot_forgetting(rows: Sequence[Mapping], base: tuple[float, float], label: str = "method",
+                    x: str = "german_loss", y: str = "english_loss") -> Figure:
+    """New-domain loss (x) against old-domain loss (y) per method; the base model is the star.
+
+    Down-left is better on both; a point far above the star has forgotten the old domain.
+    """
+    fig, ax = plt.subplots(figsize=(6.2, 4.4))
+    ax.plot([base[0]], [base[1]], "k*", ms=14, label="base model (before)")
+    for i, r in enumerate(rows):
+        ax.plot([r[x]], [r[y]], "o", color=f"C{i % 10}", ms=8, label=str(r[label]))
+        ax.annotate("", xy=(r[x], r[y]), xytext=base, arrowprops=dict(arrowstyle="->", color=f"C{i % 10}", alpha=0.4))
+    ax.set(xlabel="German validation loss (new domain, lower = adapted)",
+           ylabel="English validation loss (old domain, higher = forgot)", title="adaptation vs forgetting")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_weight_histogram(weight: torch.Tensor, title: str = "weights", bits: int = 8, bins: int = 200) -> Figure:
+    """Histogram (log counts) of a weight tensor with the per-tensor absmax grid of ``bits`` bits marked.
+
+    Left: all weights and the range the per-tensor scale must cover. Right: the central part, with
+    the spacing between neighbouring codes, which is all the resolution the bulk of the weights gets.
+    """
+    w = weight.detach().float().flatten().cpu().numpy()
+    absmax = float(np.abs(w).max())
+    step = absmax / (2 ** (bits - 1) - 1)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+    a.hist(w, bins=bins, color="C0", log=True)
+    for edge in (-absmax, absmax):
+        a.axvline(edge, color="C3", ls="--", lw=1)
+    std = w.std()
+    a.set(title=f"{title}: max |w| = {absmax:.3f} = {absmax / std:.1f} std", xlabel="weight value", ylabel="count (log)")
+    core = 3 * std
+    b.hist(w[np.abs(w) < core], bins=bins, color="C0")
+    grid = np.arange(-np.floor(core / step), np.floor(core / step) + 1) * step
+    for g in grid if len(grid) <= 80 else grid[:: max(1, len(grid) // 80)]:
+        b.axvline(g, color="C3", lw=0.6, alpha=0.6)
+    b.set(title=f"|w| < 3 std: {len(grid)} of {2 ** bits - 1} int{bits} codes fall here (red lines)",
+          xlabel="weight value", ylabel="count")
+    fig.tight_layout()
+    return fig
+
+
+def plot_size_vs_loss(rows: Sequence[Mapping], x: str = "size_mb", y: str = "val_loss", label: str = "variant",
+                      baseline: float | None = None) -> Figure:
+    """Model size against validation loss, one labelled point per variant (fp32, int8, int4, ...)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for i, r in enumerate(rows):
+        ax.plot([r[x]], [r[y]], "o", color=f"C{i % 10}", ms=8)
+        ax.annotate(f" {r[label]}", (r[x], r[y]), fontsize=8, va="center")
+    if baseline is not None:
+        ax.axhline(baseline, color="k", ls="--", lw=1, label="fp32 loss")
+        ax.legend(fontsize=8)
+    ax.set(xlabel="model size (MB)", ylabel="validation loss (nats per token)", title="size vs quality")
+    ax.set_xlim(0, max(r[x] for r in rows) * 1.45)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_error_by_scheme(errors: Mapping[str, float], title: str = "mean |w - dequantised w|") -> Figure:
+    """One bar per quantisation scheme: the mean rounding error it leaves in a weight matrix."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(errors)), 3.4))
+    names = list(errors)
+    ax.bar(names, [errors[n] for n in names], color=[f"C{i % 10}" for i in range(len(names))])
+    for i, n in enumerate(names):
+        ax.text(i, errors[n], f"{errors[n]:.2e}", ha="center", va="bottom", fontsize=8)
+    ax.set(title=title, ylabel="mean absolute error")
+    ax.tick_params(axis="x", labelrotation=15)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig

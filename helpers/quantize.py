@@ -1,0 +1,229 @@
+"""Weight quantisation written out: int8 absmax (per tensor / per channel) and group-wise int4.
+
+Quantising stores each weight as a small integer *code* plus a few floats that say how codes map
+back to numbers:
+
+- absmax (symmetric), for a tensor or for each output channel (row):
+  ``scale = max|w| / qmax`` with ``qmax = 2**(bits-1) - 1`` (127 for int8, 7 for int4),
+  ``code = round(w / scale)`` in ``[-qmax, qmax]``, ``w ~ code * scale``.
+  One large outlier makes ``scale`` large, and every small weight sharing that scale is rounded
+  to a few codes around zero: the reason per-channel and group-wise scales help.
+- group-wise with zero points (asymmetric), each row cut into groups of ``group_size`` weights:
+  ``scale = (max - min) / (2**bits - 1)``, ``zero = round(-min / scale)``,
+  ``code = round(w / scale) + zero`` in ``[0, 2**bits - 1]``, ``w ~ (code - zero) * scale``.
+  The range always includes 0 so that a zero weight (and the padding of a last short group)
+  stays exactly zero.
+
+Rounding to the nearest code means every weight is off by at most ``scale / 2`` (tested).
+4-bit codes are packed two per byte. Scales are kept in float32 and zero points in uint8, so the
+sizes reported here are honest for this layout (libraries often use float16 scales, a little
+smaller). The quantised layers dequantise their weight on the fly and compute in floating point:
+this saves memory, not arithmetic.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+BITS = (4, 8)
+SCHEMES = ("per_tensor", "per_channel", "group")
+
+
+def _check(bits: object, scheme: object, group_size: object) -> None:
+    if bits not in BITS or isinstance(bits, bool):
+        raise ValueError(f"bits must be one of {BITS}, got {bits!r}")
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+    if scheme == "group" and (not isinstance(group_size, int) or isinstance(group_size, bool) or group_size < 2):
+        raise ValueError(f"group_size must be an int >= 2 for scheme='group', got {group_size!r}")
+
+
+def pack_int4(codes: torch.Tensor) -> torch.Tensor:
+    """Pack codes in ``[0, 15]`` two per byte along the last dim (padded to even length)."""
+    if codes.shape[-1] % 2:
+        codes = F.pad(codes, (0, 1))
+    codes = codes.to(torch.uint8)
+    return codes[..., 0::2] | (codes[..., 1::2] << 4)  # low nibble: even index, high: odd
+
+
+def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``pack_int4`` (length comes back even; callers crop)."""
+    low, high = packed & 0x0F, packed >> 4
+    return torch.stack((low, high), dim=-1).flatten(-2)
+
+
+@dataclass
+class QuantizedTensor:
+    """Integer codes of a 2-D weight ``(rows, cols)`` and what turns them back into floats."""
+
+    data: torch.Tensor  # int8 codes (absmax, 8 bit) or uint8 (packed 4-bit, or 8-bit group codes)
+    scale: torch.Tensor  # float32: () per tensor, (rows, 1) per channel, (rows, groups, 1) per group
+    zero: torch.Tensor | None  # uint8 zero points (rows, groups, 1) for the group scheme
+    shape: tuple[int, int]
+    bits: int
+    scheme: str
+    group_size: int | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes actually stored: codes + scales + zero points."""
+        extra = self.zero.numel() * self.zero.element_size() if self.zero is not None else 0
+        return self.data.numel() * self.data.element_size() + self.scale.numel() * self.scale.element_size() + extra
+
+    def codes(self) -> torch.Tensor:
+        """The integer codes, unpacked, as int32 ``(rows, padded cols)``."""
+        codes = unpack_int4(self.data) if self.bits == 4 else self.data
+        codes = codes.to(torch.int32)
+        if self.bits == 4 and self.scheme != "group":
+            codes = codes - 8  # symmetric 4-bit codes were stored shifted into [1, 15]
+        return codes
+
+    def dequantize(self) -> torch.Tensor:
+        """The float32 weight these codes stand for, shape ``self.shape``."""
+        rows, cols = self.shape
+        codes = self.codes()
+        if self.scheme == "group":
+            codes = codes[:, : -(-cols // self.group_size) * self.group_size].view(rows, -1, self.group_size)
+            w = (codes - self.zero.to(torch.int32)).float() * self.scale  # (rows, groups, group_size)
+            return w.flatten(1)[:, :cols]
+        return codes[:, :cols].float() * self.scale
+
+
+@torch.no_grad()
+def quantize_tensor(w: torch.Tensor, bits: int = 8, scheme: str = "per_channel", group_size: int = 64) -> QuantizedTensor:
+    """Quantise a 2-D weight ``(rows, cols)``; rows are output channels (or embedding rows)."""
+    _check(bits, scheme, group_size)
+    if not isinstance(w, torch.Tensor) or w.dim() != 2 or not w.is_floating_point():
+        raise ValueError(f"w must be a 2-D float tensor, got {getattr(w, 'shape', type(w).__name__)}")
+    w = w.detach().float()
+    rows, cols = w.shape
+    if scheme == "group":
+        n_groups = -(-cols // group_size)
+        g = F.pad(w, (0, n_groups * group_size - cols)).view(rows, n_groups, group_size)
+        lo = g.amin(dim=-1, keepdim=True).clamp(max=0.0)  # the range includes 0
+        hi = g.amax(dim=-1, keepdim=True).clamp(min=0.0)
+        levels = 2**bits - 1
+        scale = (hi - lo) / levels
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero group: any scale works
+        zero = torch.round(-lo / scale).clamp(0, levels)
+        codes = (torch.round(g / scale) + zero).clamp(0, levels).to(torch.uint8).flatten(1)
+        data = pack_int4(codes) if bits == 4 else codes
+        return QuantizedTensor(data, scale, zero.to(torch.uint8), (rows, cols), bits, scheme, group_size)
+    qmax = 2 ** (bits - 1) - 1
+    absmax = w.abs().amax() if scheme == "per_tensor" else w.abs().amax(dim=1, keepdim=True)  # () or (rows, 1)
+    scale = absmax / qmax
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    codes = torch.round(w / scale).clamp(-qmax, qmax)
+    data = pack_int4(codes + 8) if bits == 4 else codes.to(torch.int8)
+    return QuantizedTensor(data, scale, None, (rows, cols), bits, scheme, None)
+
+
+class _QuantWeight(nn.Module):
+    """Shared part of the quantised layers: codes and scales as buffers, ``weight`` dequantised."""
+
+    def __init__(self, q: QuantizedTensor):
+        super().__init__()
+        self.register_buffer("qdata", q.data)
+        self.register_buffer("scale", q.scale)
+        self.register_buffer("zero", q.zero)
+        self.shape, self.bits, self.scheme, self.group_size = q.shape, q.bits, q.scheme, q.group_size
+
+    @property
+    def qweight(self) -> QuantizedTensor:
+        return QuantizedTensor(self.qdata, self.scale, self.zero, self.shape, self.bits, self.scheme, self.group_size)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dequantised weight, recomputed at every access (that is what saves memory)."""
+        return self.qweight.dequantize().to(self.scale.dtype)
+
+    def extra_repr(self) -> str:
+        group = f", group_size={self.group_size}" if self.scheme == "group" else ""
+        return f"shape={self.shape}, bits={self.bits}, scheme={self.scheme}{group}"
+
+
+class QuantLinear(_QuantWeight):
+    """An inference-only ``nn.Linear`` whose weight is stored as integer codes."""
+
+    def __init__(self, q: QuantizedTensor, bias: torch.Tensor | None = None):
+        super().__init__(q)
+        self.out_features, self.in_features = q.shape
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, bits: int = 8, scheme: str = "per_channel", group_size: int = 64) -> QuantLinear:
+        return cls(quantize_tensor(linear.weight, bits, scheme, group_size), linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
+
+
+class QuantEmbedding(_QuantWeight):
+    """An inference-only ``nn.Embedding`` whose table is stored as integer codes (one row per token)."""
+
+    def __init__(self, q: QuantizedTensor):
+        super().__init__(q)
+        self.num_embeddings, self.embedding_dim = q.shape
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return F.embedding(idx, self.weight)
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def quantize_model(
+    model: nn.Module,
+    bits: int = 8,
+    scheme: str = "per_channel",
+    group_size: int = 64,
+    include_embeddings: bool = True,
+    inplace: bool = False,
+) -> nn.Module:
+    """A copy of ``model`` (or ``model`` itself with ``inplace``) with quantised weight matrices.
+
+    Every ``nn.Linear`` becomes a ``QuantLinear``. With ``include_embeddings`` every ``nn.Embedding``
+    becomes a ``QuantEmbedding`` too, and a linear layer tied to an embedding (GPT's ``lm_head``)
+    reuses the embedding's codes, so the tie survives. Without it the embeddings stay float32 and
+    ``lm_head`` gets its own quantised copy, as ``torch.ao.quantization.quantize_dynamic`` does.
+    LayerNorms and biases stay float32.
+    """
+    _check(bits, scheme, group_size)
+    if not isinstance(include_embeddings, bool):
+        raise ValueError(f"include_embeddings must be True or False, got {include_embeddings!r}")
+    out = model if inplace else copy.deepcopy(model)
+    shared: dict[int, QuantEmbedding] = {}  # id(float weight) -> its quantised embedding
+    modules = list(out.named_modules())
+    if include_embeddings:
+        for name, m in modules:
+            if isinstance(m, nn.Embedding):
+                q = QuantEmbedding(quantize_tensor(m.weight, bits, scheme, group_size))
+                shared[id(m.weight)] = q
+                _set_submodule(out, name, q)
+    for name, m in modules:
+        if isinstance(m, nn.Linear):
+            tied = shared.get(id(m.weight))
+            if tied is not None:  # the same codes and scales serve both ends of the model
+                q = QuantLinear(tied.qweight, m.bias)  # qweight holds tied's own buffer tensors
+            else:
+                q = QuantLinear.from_linear(m, bits, scheme, group_size)
+            _set_submodule(out, name, q)
+    return out
+
+
+def model_size_bytes(model: nn.Module) -> int:
+    """Bytes of all parameters and buffers, each shared tensor counted once."""
+    seen, total = set(), 0
+    for t in (*model.parameters(), *model.buffers()):
+        key = (t.device, t.data_ptr(), t.numel(), t.dtype)
+        if key not in seen:
+            seen.add(key)
+            total += t.numel() * t.element_size()
+    return total

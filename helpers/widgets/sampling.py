@@ -1,0 +1,88 @@
+"""The sampling playground: sliders for every sampling parameter, the next-token distribution they
+produce, and a continuation sampled with them.
+
+The callback only calls pure functions of ``helpers.sampling`` and ``helpers.plots.sampling``, so
+the widget can be tested without a browser by setting the controls' values from Python. An invalid
+combination (say min_tokens > max_tokens) shows the ValueError's message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as widgets
+
+from helpers.plots.sampling import distribution_summary, figure_png, plot_playground
+from helpers.sampling import SamplingParams, generate, next_token_distribution
+
+# name -> (widget class, value, min, max, step)
+_SLIDERS = {
+    "temperature": (widgets.FloatSlider, 1.0, 0.0, 2.0, 0.05),
+    "top_k": (widgets.IntSlider, 0, 0, 100, 1),
+    "top_p": (widgets.FloatSlider, 1.0, 0.05, 1.0, 0.05),
+    "min_p": (widgets.FloatSlider, 0.0, 0.0, 0.5, 0.01),
+    "repetition_penalty": (widgets.FloatSlider, 1.0, 0.5, 2.0, 0.05),
+    "frequency_penalty": (widgets.FloatSlider, 0.0, -2.0, 2.0, 0.1),
+    "presence_penalty": (widgets.FloatSlider, 0.0, -2.0, 2.0, 0.1),
+    "max_tokens": (widgets.IntSlider, 40, 1, 200, 1),
+    "min_tokens": (widgets.IntSlider, 0, 0, 50, 1),
+}
+
+
+def sampling_playground(model, tokenizer, prompt: str = "Once upon a time", seed: int = 0,
+                        top: int = 20) -> widgets.VBox:
+    """Sliders, a prompt box and a seed; shows the processed next-token distribution and a sample.
+
+    The returned box has ``.controls`` (name -> widget, including ``prompt`` and ``seed``),
+    ``.readout``, ``.sample``, ``.error`` (HTML widgets), ``.chart`` (an Image) and ``.update()``.
+    CSS classes for finding them in a page: ``playground-readout``, ``playground-sample``,
+    ``playground-error``, ``playground-chart`` and ``playground-<name>`` on each control.
+    """
+    controls: dict[str, widgets.Widget] = {}
+    for name, (cls, value, lo, hi, step) in _SLIDERS.items():
+        controls[name] = cls(value=value, min=lo, max=hi, step=step, description=name, continuous_update=False,
+                             style={"description_width": "130px"}, layout=widgets.Layout(width="380px"))
+    controls["prompt"] = widgets.Textarea(value=prompt, description="prompt", continuous_update=False,
+                                          layout=widgets.Layout(width="760px"))
+    controls["seed"] = widgets.IntText(value=seed, description="seed", layout=widgets.Layout(width="200px"))
+    for name, w in controls.items():
+        w.add_class(f"playground-{name.replace('_', '-')}")
+    again = widgets.Button(description="sample again (seed + 1)")
+    readout, sample, error = widgets.HTML(), widgets.HTML(), widgets.HTML()
+    chart = widgets.Image(format="png")
+    for w, css in [(readout, "readout"), (sample, "sample"), (error, "error"), (chart, "chart")]:
+        w.add_class(f"playground-{css}")
+
+    def update(*_) -> None:
+        values = {name: w.value for name, w in controls.items()}
+        text = values.pop("prompt")
+        try:
+            params = SamplingParams(**values)
+            raw, processed = next_token_distribution(model, text, params, tokenizer)
+            completion = generate(model, text, params, tokenizer)
+        except ValueError as err:  # show the message in the widget instead of a traceback
+            error.value = f"<b style='color:#b00'>ValueError:</b> {html.escape(str(err))}"
+            return
+        error.value = ""
+        readout.value = (f"<code>T = {params.temperature:.2f}, top_k = {params.top_k}, top_p = {params.top_p:.2f}, "
+                         f"min_p = {params.min_p:.2f}: {html.escape(distribution_summary(processed, tokenizer.token_str))}"
+                         "</code>")
+        sample.value = (f"<pre style='white-space: pre-wrap'><b>{html.escape(text)}</b>{html.escape(completion.text)}"
+                        f"</pre><small>{len(completion.token_ids)} tokens, finish_reason "
+                        f"{completion.finish_reason!r}</small>")
+        chart.value = figure_png(plot_playground(raw, processed, tokenizer.token_str, top))
+
+    def sample_again(_) -> None:
+        controls["seed"].value += 1  # triggers update
+
+    for w in controls.values():
+        w.observe(update, names="value")
+    again.on_click(sample_again)
+    sliders = [controls[name] for name in _SLIDERS]
+    grid = widgets.GridBox(sliders, layout=widgets.Layout(grid_template_columns="repeat(2, 390px)"))
+    box = widgets.VBox([controls["prompt"], grid, widgets.HBox([controls["seed"], again]), error, readout, chart,
+                        sample])
+    box.controls, box.readout, box.sample, box.error, box.chart, box.update = (
+        controls, readout, sample, error, chart, update)
+    update()
+    return box

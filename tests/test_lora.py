@@ -1,0 +1,280 @@
+"""LoRA layers, target matching, merging, adapter swapping, and the training-memory count."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+from helpers.lora import (
+    LoRALinear,
+    apply_lora,
+    load_lora_state_dict,
+    lora_layers,
+    lora_state_dict,
+    matching_layers,
+    merge_lora,
+    remove_lora,
+    trainable_parameters,
+    unmerge_lora,
+)
+from helpers.memory import saved_activation_bytes, training_memory
+from helpers.model import GPT, GPTConfig
+from helpers.quantize import QuantLinear, quantize_model
+
+CFG = GPTConfig(n_layer=2, n_head=2, n_embd=32, vocab_size=64, block_size=16)
+
+
+def _gpt(seed: int = 0) -> GPT:
+    torch.manual_seed(seed)
+    return GPT(CFG).eval()
+
+
+def _idx(batch: int = 2) -> torch.Tensor:
+    return torch.randint(0, CFG.vocab_size, (batch, CFG.block_size), generator=torch.Generator().manual_seed(0))
+
+
+def _randomise_b(model: nn.Module, seed: int = 1) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in lora_layers(model).values():
+            layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=g) * 0.1)
+
+
+def test_starts_identical_and_freezes_everything_else():
+    model = _gpt()
+    x = _idx()
+    before = model(x)
+    apply_lora(model, rank=4, alpha=8, targets=["attn", "mlp"])
+    torch.testing.assert_close(model(x), before, atol=0, rtol=0)  # B = 0: not a single bit changes
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.endswith(("lora_A", "lora_B")) for n in trainable)
+    layer = model.transformer.h[0].attn.c_attn
+    assert isinstance(layer, LoRALinear) and layer.scaling == 2.0
+    assert layer.lora_A.shape == (4, 32) and layer.lora_B.shape == (96, 4)
+    report = trainable_parameters(model)
+    expected = CFG.n_layer * 4 * (32 + 96 + 32 + 32 + 32 + 128 + 128 + 32)  # r * (in + out), 4 layers/block
+    assert report.trainable == expected and report.total == model.num_parameters()
+    assert "trainable" in str(report) and 0 < report.fraction < 0.2
+
+
+def test_only_the_adapter_gets_gradients_and_learns():
+    model = _gpt().train()
+    apply_lora(model, rank=2, alpha=4, targets="c_attn")
+    x = _idx(4)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    base_w = model.transformer.h[0].attn.c_attn.base.weight.clone()
+    first = None
+    for _ in range(15):
+        loss = model.loss(x, x)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first
+    assert model.transformer.h[0].attn.c_attn.base.weight.grad is None
+    assert torch.equal(model.transformer.h[0].attn.c_attn.base.weight, base_w)
+
+
+@pytest.mark.parametrize(
+    "targets, expected",
+    [
+        ("c_attn", {"attn.c_attn"}),
+        ("c_proj", {"attn.c_proj", "mlp.c_proj"}),
+        ("c_fc", {"mlp.c_fc"}),
+        ("attn", {"attn.c_attn", "attn.c_proj"}),
+        ("mlp", {"mlp.c_fc", "mlp.c_proj"}),
+        ("mlp.c_proj", {"mlp.c_proj"}),
+        (["attn", "c_fc"], {"attn.c_attn", "attn.c_proj", "mlp.c_fc"}),
+    ],
+)
+def test_target_matching_rule(targets, expected):
+    names = matching_layers(_gpt(), targets)
+    assert {n.split(".", 3)[-1] for n in names} == expected
+    assert len(names) == CFG.n_layer * len(expected)
+
+
+def test_target_one_block_and_lm_head():
+    assert matching_layers(_gpt(), "h.1") == [f"transformer.h.1.{n}" for n in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
+    assert matching_layers(_gpt(), "lm_head") == ["lm_head"]
+    with pytest.raises(ValueError, match="targets: 'c_' matches no linear layer"):
+        matching_layers(_gpt(), "c_")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(rank=0), "rank must be a positive int, got 0"),
+        (dict(rank=-2), "rank must be a positive int"),
+        (dict(rank=2.5), "rank must be a positive int"),
+        (dict(alpha=0), "alpha must be a number > 0, got 0"),
+        (dict(alpha=-1.0), "alpha must be a number > 0"),
+        (dict(dropout=1.0), "dropout must be in"),
+        (dict(targets=["c_attn", "q_proj"]), "targets: 'q_proj' matches no linear layer"),
+        (dict(targets=[]), "targets must be a non-empty list"),
+    ],
+)
+def test_bad_input(kwargs, message):
+    model = _gpt()
+    with pytest.raises(ValueError, match=message):
+        apply_lora(model, **kwargs)
+    assert not lora_layers(model) and all(p.requires_grad for p in model.parameters())  # left untouched
+
+
+def test_merge_keeps_outputs_and_refuses_twice():
+    model = _gpt()
+    apply_lora(model, rank=4, alpha=8, targets=["attn", "mlp"])
+    _randomise_b(model)
+    x = _idx()
+    with torch.no_grad():
+        adapted = model(x)
+        w = model.transformer.h[1].mlp.c_fc.base.weight.clone()
+        merge_lora(model)
+        torch.testing.assert_close(model(x), adapted, atol=1e-5, rtol=0)
+        assert not torch.equal(model.transformer.h[1].mlp.c_fc.base.weight, w)
+        with pytest.raises(ValueError, match="already merged"):
+            merge_lora(model)
+        unmerge_lora(model)
+        torch.testing.assert_close(model.transformer.h[1].mlp.c_fc.base.weight, w, atol=1e-6, rtol=0)
+        with pytest.raises(ValueError, match="not merged"):
+            unmerge_lora(model)
+    with pytest.raises(ValueError, match="no LoRA layers"):
+        merge_lora(_gpt())
+    with pytest.raises(ValueError, match="already has LoRA layers"):
+        apply_lora(model)
+
+
+def test_remove_lora_gives_a_plain_gpt_with_the_update_inside():
+    model = _gpt()
+    apply_lora(model, rank=4, alpha=8, targets="c_attn")
+    _randomise_b(model)
+    x = _idx()
+    with torch.no_grad():
+        adapted = model(x)
+        remove_lora(model)
+        torch.testing.assert_close(model(x), adapted, atol=1e-5, rtol=0)
+    assert not lora_layers(model)
+    assert set(model.state_dict()) == set(_gpt().state_dict())  # saves like any checkpoint
+
+
+def test_swap_two_adapters_on_one_base():
+    model = _gpt()
+    apply_lora(model, rank=4, alpha=8, targets=["c_attn", "c_fc"])
+    x = _idx()
+    _randomise_b(model, seed=1)
+    first, out1 = lora_state_dict(model), model(x).detach()
+    _randomise_b(model, seed=2)
+    second, out2 = lora_state_dict(model), model(x).detach()
+    assert not torch.allclose(out1, out2)
+    load_lora_state_dict(model, first)
+    torch.testing.assert_close(model(x).detach(), out1, atol=0, rtol=0)
+    load_lora_state_dict(model, second)
+    torch.testing.assert_close(model(x).detach(), out2, atol=0, rtol=0)
+    n_bytes = sum(t.numel() * t.element_size() for t in first.values())
+    assert n_bytes < 0.15 * sum(p.numel() * 4 for p in _gpt().parameters())
+    merge_lora(model)
+    with pytest.raises(ValueError, match="unmerge_lora"):
+        load_lora_state_dict(model, first)
+
+
+def test_load_rejects_other_rank_or_targets():
+    model = _gpt()
+    apply_lora(model, rank=4, alpha=8, targets="c_attn")
+    other = _gpt()
+    apply_lora(other, rank=2, alpha=8, targets="c_attn")
+    with pytest.raises(ValueError, match="rank 2"):
+        load_lora_state_dict(model, lora_state_dict(other))
+    elsewhere = _gpt()
+    apply_lora(elsewhere, rank=4, alpha=8, targets="c_fc")
+    with pytest.raises(ValueError, match="missing"):
+        load_lora_state_dict(model, lora_state_dict(elsewhere))
+
+
+def test_dropout_only_in_training_mode():
+    model = _gpt()
+    apply_lora(model, rank=4, alpha=8, targets="c_attn", dropout=0.5)
+    _randomise_b(model)
+    x = _idx()
+    model.eval()
+    torch.testing.assert_close(model(x), model(x))
+    model.train()
+    assert not torch.allclose(model(x), model(x))
+
+
+def test_lora_on_a_quantised_base():
+    quantised = quantize_model(_gpt(), bits=4, scheme="group", group_size=16)
+    x = _idx()
+    before = quantised(x)
+    apply_lora(quantised, rank=4, alpha=8, targets=["attn", "mlp"])
+    assert isinstance(quantised.transformer.h[0].attn.c_attn.base, QuantLinear)
+    torch.testing.assert_close(quantised(x), before, atol=0, rtol=0)
+    assert all(n.endswith(("lora_A", "lora_B")) for n, p in quantised.named_parameters() if p.requires_grad)
+    quantised.loss(x, x).backward()  # gradients reach A (through B) although the base is integer codes
+    assert quantised.transformer.h[0].mlp.c_fc.lora_B.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="cannot merge into a QuantLinear"):
+        merge_lora(quantised)
+
+
+# --- training memory (helpers.memory) -------------------------------------------------------------
+
+
+def test_memory_known_answer_linear():
+    """y = x W^T, loss = sum(y): autograd keeps x (for dW) and nothing else; AdamW keeps 2 moments."""
+    layer = nn.Linear(64, 32, bias=False)
+    x = torch.randn(10, 64)
+    report = training_memory(layer, lambda: layer(x).sum())
+    assert report.parameters == 64 * 32 * 4
+    assert report.gradients == 64 * 32 * 4
+    assert report.optimizer_state == 2 * 64 * 32 * 4
+    assert report.activations == 10 * 64 * 4
+    assert report.total == 4 * 64 * 32 * 4 + 10 * 64 * 4
+    # squaring keeps y too (for d(y^2)/dy = 2y): 10 * 32 more floats
+    assert saved_activation_bytes(lambda: layer(x).square().sum(), exclude=[layer.weight]) == (10 * 64 + 10 * 32) * 4
+    assert training_memory(layer, lambda: layer(x).sum(), optimizer="sgd").optimizer_state == 0
+
+
+def test_memory_frozen_weight_is_not_an_activation():
+    layer = nn.Linear(64, 32, bias=False)
+    x = torch.randn(10, 64, requires_grad=True)
+    layer.weight.requires_grad_(False)
+    assert saved_activation_bytes(lambda: layer(x).sum(), exclude=[layer.weight]) == 0  # W is kept, but it is a parameter
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        training_memory(layer, lambda: layer(x).sum())
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        training_memory(nn.Linear(2, 2), lambda: None, optimizer="lion")
+
+
+def test_memory_lora_vs_full_and_batch_scaling():
+    full = _gpt()
+    x1, x4 = _idx(1), _idx(4)
+    a1 = training_memory(full, lambda: full.loss(x1, x1)).activations
+    a4 = training_memory(full, lambda: full.loss(x4, x4)).activations
+    assert 3.5 * a1 < a4 < 4.5 * a1  # activations grow with the batch
+    lora = apply_lora(_gpt(), rank=2, alpha=4, targets="c_attn")
+    r_full, r_lora = training_memory(full, lambda: full.loss(x1, x1)), training_memory(lora, lambda: lora.loss(x1, x1))
+    n_lora = trainable_parameters(lora).trainable
+    assert r_lora.gradients == n_lora * 4 and r_lora.optimizer_state == 2 * n_lora * 4
+    assert r_lora.gradients < 0.05 * r_full.gradients
+
+
+def test_float32_adapter_beside_a_bf16_base():
+    model = _gpt().to(torch.bfloat16)
+    apply_lora(model, rank=2, alpha=4, targets="c_fc")
+    assert model.transformer.h[0].mlp.c_fc.lora_A.dtype == torch.float32
+    out = model(_idx())
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+
+
+def test_merging_an_lm_head_adapter_leaves_the_tied_embedding_alone():
+    model = _gpt()
+    apply_lora(model, rank=4, alpha=8, targets=["attn", "lm_head"])
+    _randomise_b(model)
+    x = _idx()
+    wte = model.transformer.wte.weight.clone()
+    with torch.no_grad():
+        adapted = model(x)
+        merge_lora(model)
+        torch.testing.assert_close(model(x), adapted, atol=1e-5, rtol=0)
+        assert torch.equal(model.transformer.wte.weight, wte)  # the input embeddings did not move
+        unmerge_lora(model)
+        torch.testing.assert_close(model(x), adapted, atol=1e-5, rtol=0)
+        remove_lora(model)
+        torch.testing.assert_close(model(x), adapted, atol=1e-5, rtol=0)

@@ -1,0 +1,280 @@
+"""helpers.sampling: parameter validation, every step on the spec's edge cases, sampling statistics."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from helpers.runtime import num_threads
+from helpers.sampling import (
+    PRESETS,
+    SamplingParams,
+    apply_frequency_presence_penalties,
+    apply_logit_bias,
+    apply_min_p,
+    apply_min_tokens,
+    apply_repetition_penalty,
+    apply_temperature,
+    apply_top_k,
+    apply_top_p,
+    distinct_n,
+    entropy,
+    process_logits,
+    repetition_rate,
+    sample_token,
+)
+
+INF = float("inf")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread is fastest, and on a busy machine more threads only wait for each other."""
+    with num_threads(1):
+        yield
+
+
+def logits_of(probs):
+    return torch.tensor([probs]).log()
+
+
+def kept(logits):
+    """Indices of the tokens that survive (not -inf) in a (1, V) tensor."""
+    return torch.isfinite(logits[0]).nonzero().flatten().tolist()
+
+
+# -- SamplingParams --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("temperature", -0.1, "temperature must be a finite float >= 0, got -0.1"),
+        ("temperature", math.nan, "temperature must be"),
+        ("temperature", INF, "temperature must be"),
+        ("top_k", -1, "top_k must be an int >= 0"),
+        ("top_k", 2.5, "top_k must be an int >= 0"),
+        ("top_k", True, "top_k must be an int"),
+        ("top_p", 1.5, r"top_p must be in \(0, 1\], got 1.5"),
+        ("top_p", 0.0, r"top_p must be in \(0, 1\], got 0.0"),
+        ("top_p", math.nan, "top_p must be in"),
+        ("min_p", 1.01, r"min_p must be in \[0, 1\], got 1.01"),
+        ("min_p", -0.1, "min_p must be in"),
+        ("repetition_penalty", 0.0, "repetition_penalty must be a finite float > 0"),
+        ("repetition_penalty", INF, "repetition_penalty must be"),
+        ("frequency_penalty", 2.5, r"frequency_penalty must be in \[-2, 2\], got 2.5"),
+        ("presence_penalty", -2.01, r"presence_penalty must be in \[-2, 2\]"),
+        ("presence_penalty", "1", "presence_penalty must be"),
+        ("logit_bias", {3: 101.0}, r"logit_bias\[3\] must be in \[-100, 100\], got 101.0"),
+        ("logit_bias", {-1: 1.0}, "logit_bias keys must be token ids"),
+        ("logit_bias", {1: math.nan}, r"logit_bias\[1\] must be"),
+        ("logit_bias", [1, 2], "logit_bias must be a dict"),
+        ("max_tokens", 0, "max_tokens must be an int >= 1, got 0"),
+        ("min_tokens", 100, r"min_tokens must be an int in \[0, max_tokens=64\], got 100"),
+        ("min_tokens", -1, "min_tokens must be"),
+        ("stop", [""], "stop must be a list of at most 8 non-empty strings"),
+        ("stop", ["a"] * 9, "stop must be a list of at most 8"),
+        ("stop", [1], "stop must be"),
+        ("stop_token_ids", [-3], "stop_token_ids must be a list of token ids"),
+        ("seed", -1, "seed must be None or an int"),
+        ("seed", 1.5, "seed must be None or an int"),
+    ],
+)
+def test_bad_parameters_raise_naming_parameter_value_and_range(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        SamplingParams(**{field: value})
+
+
+def test_params_are_normalised_frozen_and_replaceable():
+    p = SamplingParams(temperature=1, stop="\n", logit_bias={5: 1})
+    assert p.temperature == 1.0 and isinstance(p.temperature, float)
+    assert p.stop == ["\n"] and p.logit_bias == {5: 1.0}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.temperature = 2.0
+    q = p.replace(temperature=0.5)
+    assert q.temperature == 0.5 and p.temperature == 1.0
+    with pytest.raises(ValueError, match="top_p"):
+        p.replace(top_p=2.0)
+    for name, preset in PRESETS.items():
+        assert isinstance(preset, SamplingParams), name
+
+
+# -- the steps on the spec's edge cases -------------------------------------------------------------
+
+def test_top_p_edge_cases():
+    tiny = torch.tensor([[5.0, 0.0, -64.0, -69.0]])  # the last two have p ~ 1e-30
+    assert kept(apply_top_p(tiny, 1.0)) == [0, 1, 2, 3]
+    assert kept(process_logits(tiny, SamplingParams(top_p=1.0))) == [0, 1, 2, 3]
+    assert kept(apply_top_p(logits_of([0.2, 0.5, 0.3]), 1e-9)) == [1]
+    assert kept(apply_top_p(logits_of([0.5, 0.3, 0.15, 0.05]), 0.7)) == [0, 1]
+    assert kept(apply_top_p(logits_of([0.05, 0.15, 0.3, 0.5]), 0.7)) == [2, 3]
+    assert kept(apply_top_p(logits_of([0.5, 0.3, 0.15, 0.05]), 0.8001)) == [0, 1, 2]
+
+
+def test_top_k_ties_boundary_and_greedy():
+    x = torch.tensor([[1.0, 3.0, 2.0, 2.0, 0.5]])
+    assert kept(apply_top_k(x, 2)) == [1, 2, 3]  # the tie with the 2nd-largest stays (as in HF)
+    assert kept(apply_top_k(x, 1)) == [1]
+    assert kept(apply_top_k(x, 10)) == [0, 1, 2, 3, 4]  # k > V keeps all
+    assert kept(apply_top_k(x, 0)) == [0, 1, 2, 3, 4]
+    assert kept(process_logits(x, SamplingParams(top_k=2))) == [1, 2, 3]  # the fast path falls back on ties
+    flat = torch.zeros(1, 50)
+    assert len(kept(process_logits(flat, SamplingParams(top_k=5)))) == 50
+    # top_k = 1 equals greedy
+    x = torch.randn(8, 100, generator=torch.Generator().manual_seed(0))
+    ids, _ = sample_token(process_logits(x, SamplingParams(top_k=1)))
+    assert torch.equal(ids, x.argmax(-1))
+    greedy = process_logits(x, SamplingParams(temperature=0.0, top_k=3, top_p=0.1))
+    assert torch.equal(greedy.argmax(-1), x.argmax(-1))
+    assert torch.isfinite(greedy).sum().item() == 8  # exactly one survivor per row
+
+
+def test_greedy_ties_take_lowest_id():
+    x = torch.tensor([[0.0, 2.0, 1.0, 2.0]])
+    assert kept(apply_temperature(x, 0.0)) == [1]
+    assert kept(process_logits(x, SamplingParams(temperature=0.0))) == [1]
+
+
+def test_min_p_edge_cases_and_order_pin():
+    x = logits_of([0.4, 0.3, 0.2, 0.1])
+    assert kept(apply_min_p(x, 1.0)) == [0]
+    assert kept(apply_min_p(torch.tensor([[2.0, 2.0, 1.0]]), 1.0)) == [0, 1]  # the max and its ties
+    assert kept(apply_min_p(x, 0.0)) == [0, 1, 2, 3]
+    assert kept(apply_min_p(x, 0.5)) == [0, 1]  # p >= 0.2
+    # Our (Hugging Face's) order: top_p first keeps {.4, .3, .2}; min_p .3 of the renormalised max keeps all three.
+    assert kept(process_logits(x, SamplingParams(top_p=0.75, min_p=0.3))) == [0, 1, 2]
+    # vLLM's order (min_p before top_p) keeps two: the order changes the result.
+    assert kept(apply_top_p(apply_min_p(x, 0.3), 0.75)) == [0, 1]
+
+
+def test_repetition_penalty_spec_example_and_once_per_token():
+    x = torch.tensor([[2.0, -2.0, 1.0]])
+    out = apply_repetition_penalty(x, torch.tensor([[0, 1, 1, 0, 1]]), 2.0)
+    assert out.tolist() == [[1.0, -4.0, 1.0]]
+    assert x.tolist() == [[2.0, -2.0, 1.0]]  # the input is untouched
+    # through process_logits: prompt and output both count, still once
+    got = process_logits(x, SamplingParams(repetition_penalty=2.0), torch.tensor([[0]]), torch.tensor([[1, 1]]))
+    assert torch.allclose(got.softmax(-1), torch.tensor([[1.0, -4.0, 1.0]]).softmax(-1))
+
+
+def test_frequency_presence_spec_example_output_only():
+    x = torch.zeros(1, 9)
+    out = apply_frequency_presence_penalties(x, torch.tensor([[5, 5, 7]]), 0.5, 1.0)
+    expected = torch.zeros(1, 9)
+    expected[0, 5], expected[0, 7] = -2.0, -1.5
+    assert torch.equal(out, expected)
+    params = SamplingParams(frequency_penalty=0.5, presence_penalty=1.0, temperature=1.0)
+    got = process_logits(x, params, prompt_ids=torch.tensor([[1, 2, 3, 3]]), output_ids=torch.tensor([[5, 5, 7]]))
+    shift = got[0, 0]  # the chain shifts each row by its maximum
+    assert torch.allclose(got - shift, expected)  # prompt-only tokens 1, 2, 3 untouched
+
+
+def test_logit_bias_forces_and_bans():
+    x = torch.randn(4, 30, generator=torch.Generator().manual_seed(1))
+    forced = process_logits(x, SamplingParams(logit_bias={7: 100.0}))
+    assert (forced.softmax(-1)[:, 7] > 0.999).all()
+    banned = process_logits(x, SamplingParams(logit_bias={int(i): -100.0 for i in x.argmax(-1)}))
+    assert (banned.softmax(-1)[torch.arange(4), x.argmax(-1)] < 1e-30).all()
+    with pytest.raises(ValueError, match=r"logit_bias token ids must be in \[0, vocab_size=30\), got 30"):
+        apply_logit_bias(x, {30: 1.0})
+
+
+def test_min_tokens_masks_end_tokens_until_reached():
+    x = torch.zeros(1, 6)
+    params = SamplingParams(min_tokens=2, stop_token_ids=[3])
+    early = process_logits(x, params, None, torch.tensor([[1]]), eos_token_id=5)
+    assert kept(early) == [0, 1, 2, 4]
+    late = process_logits(x, params, None, torch.tensor([[1, 2]]), eos_token_id=5)
+    assert kept(late) == [0, 1, 2, 3, 4, 5]
+    assert kept(apply_min_tokens(x, 0, 1, [0, 2])) == [1, 3, 4, 5]
+
+
+def test_infinite_logits_masked_rows_and_overflow():
+    one = torch.full((1, 5), -INF)
+    one[0, 3] = 0.0
+    out = process_logits(one, SamplingParams(temperature=0.7, top_k=2, top_p=0.5, min_p=0.1))
+    assert kept(out) == [3] and not torch.isnan(out).any()
+    assert sample_token(out)[0].item() == 3
+    with pytest.raises(ValueError, match="every token was masked"):
+        process_logits(torch.full((2, 5), -INF), SamplingParams())
+    with pytest.raises(ValueError, match="every token was masked"):
+        process_logits(torch.full((1, 5), -INF), SamplingParams(temperature=0.0))
+    with pytest.raises(ValueError, match="NaN"):
+        process_logits(torch.tensor([[0.0, math.nan]]), SamplingParams())
+    huge = torch.tensor([[3e38, 1e38, -3e38]])
+    p = process_logits(huge, SamplingParams(temperature=0.1)).softmax(-1)
+    assert torch.isfinite(p).all() and p[0, 0] == 1.0
+    half = (torch.randn(2, 50) * 1000).half()
+    p = process_logits(half, SamplingParams(temperature=0.05, top_p=0.9)).softmax(-1)
+    assert p.dtype == torch.float32 and torch.isfinite(p).all()
+    assert torch.allclose(p.sum(-1), torch.ones(2))
+
+
+def test_temperature_redistributes_mass_and_keeps_total():
+    x = torch.randn(1, 200, generator=torch.Generator().manual_seed(2))
+    entropies = []
+    for t in (0.25, 0.5, 1.0, 2.0, 4.0):
+        p = apply_temperature(x, t).softmax(-1)
+        assert torch.allclose(p.sum(), torch.tensor(1.0))
+        entropies.append(entropy(p).item())
+    assert entropies == sorted(entropies)  # higher temperature, flatter distribution
+    assert entropy(apply_temperature(x, 0.0).softmax(-1)).item() == 0.0
+
+
+# -- sampling statistics ---------------------------------------------------------------------------
+
+def test_unfiltered_sampling_follows_softmax_chi_square():
+    logits = torch.tensor([[2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, 0.2, 1.2, -2.0]])
+    probs = logits.softmax(-1)[0]
+    draws = 20_000
+    processed = process_logits(logits.expand(draws, -1), SamplingParams())
+    ids, lp = sample_token(processed, torch.Generator().manual_seed(0))
+    counts = torch.bincount(ids, minlength=10).double()
+    expected = probs.double() * draws
+    chi2 = ((counts - expected) ** 2 / expected).sum().item()
+    assert chi2 < 27.88, chi2  # the 99.9% quantile of chi-square with 9 degrees of freedom
+    assert torch.allclose(lp, probs.log()[ids])
+
+
+def test_filtered_sampling_draws_only_survivors_in_proportion():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, -3.0, -5.0]])
+    params = SamplingParams(temperature=0.8, top_k=4, top_p=0.9)
+    processed = process_logits(logits, params)
+    probs = processed.softmax(-1)[0]
+    ids, _ = sample_token(processed.expand(20_000, -1), torch.Generator().manual_seed(1))
+    freq = torch.bincount(ids, minlength=6).double() / 20_000
+    assert set(ids.unique().tolist()) == set(kept(processed))
+    assert torch.allclose(freq, probs.double(), atol=0.015)
+
+
+def test_same_seed_same_tokens():
+    x = torch.randn(16, 300, generator=torch.Generator().manual_seed(3))
+    a = sample_token(x, torch.Generator().manual_seed(42))[0]
+    b = sample_token(x, torch.Generator().manual_seed(42))[0]
+    c = sample_token(x, torch.Generator().manual_seed(43))[0]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_process_logits_batch_matches_rows_one_by_one():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(5, 80, generator=g) * 3
+    prompt = torch.randint(0, 80, (5, 7), generator=g)
+    output = torch.randint(0, 80, (5, 6), generator=g)
+    params = SamplingParams(temperature=0.7, top_k=20, top_p=0.8, min_p=0.05, repetition_penalty=1.3,
+                            frequency_penalty=0.4, presence_penalty=0.2, logit_bias={3: 2.0})
+    batch = process_logits(x, params, prompt, output)
+    rows = torch.cat([process_logits(x[i : i + 1], params, prompt[i : i + 1], output[i : i + 1]) for i in range(5)])
+    assert torch.equal(torch.isfinite(batch), torch.isfinite(rows))
+    assert torch.allclose(batch.softmax(-1), rows.softmax(-1))
+
+
+# -- measuring samples -----------------------------------------------------------------------------
+
+def test_distinct_n_and_repetition_rate():
+    assert distinct_n([[1, 2, 3, 4]], 2) == 1.0
+    assert distinct_n([[1, 2, 1, 2, 1, 2]], 2) == 2 / 5
+    assert distinct_n(["abab", "abab"], 2) == 2 / 6
+    assert distinct_n([[1]], 2) == 0.0
+    assert repetition_rate([1, 2, 3, 4, 5], 2) == 0.0
+    assert repetition_rate([7, 7, 7, 7], 1) == 3 / 4
+    assert repetition_rate("the cat the cat", 3) > 0

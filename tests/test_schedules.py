@@ -1,0 +1,122 @@
+"""helpers.schedules: schedule shapes, the LR range test and the suggestion read off it."""
+
+import math
+
+import pytest
+import torch
+
+from helpers.data import TokenSplits
+from helpers.model import GPT, GPTConfig
+from helpers.schedules import SCHEDULES, lr_at, lr_curve, lr_range_test, smooth, suggest_lr
+
+N, BASE = 100, 0.01
+
+
+def test_constant():
+    assert set(lr_curve("constant", N, BASE)) == {BASE}
+
+
+def test_step_decay_drops_tenfold_at_half_and_three_quarters():
+    c = lr_curve("step", N, BASE)
+    assert c[49] == BASE and c[50] == pytest.approx(BASE / 10) and c[75] == pytest.approx(BASE / 100)
+
+
+def test_linear_and_cosine_end_at_min_lr():
+    for name in ("linear", "cosine"):
+        c = lr_curve(name, N, BASE, min_lr_ratio=0.1)
+        assert c[0] == pytest.approx(BASE) and c[-1] == pytest.approx(BASE * 0.1)
+        assert all(a >= b for a, b in zip(c, c[1:])), f"{name} must never increase"
+    assert lr_curve("cosine", 101, BASE)[50] == pytest.approx(BASE / 2)  # halfway down at the middle
+
+
+def test_warmup_reaches_base_lr_at_warmup_steps_then_decays_to_min():
+    c = lr_curve("warmup_cosine", N, BASE, warmup_steps=10, min_lr_ratio=0.1)
+    assert c[0] == pytest.approx(BASE / 11) and c[10] == pytest.approx(BASE)
+    assert all(a < b for a, b in zip(c[:10], c[1:11])), "warmup must rise"
+    assert max(c) == pytest.approx(BASE) and c[-1] == pytest.approx(BASE * 0.1)
+
+
+def test_one_cycle_peaks_in_the_middle():
+    c = lr_curve("one_cycle", 101, BASE, min_lr_ratio=0.01)
+    assert max(range(101), key=c.__getitem__) == 50 and c[50] == pytest.approx(BASE)
+    assert c[0] == pytest.approx(BASE / 25) and c[-1] == pytest.approx(BASE * 0.01)
+
+
+def test_every_schedule_is_a_pure_function_of_the_step():
+    for name, fn in SCHEDULES.items():
+        assert fn(7, N, BASE, 5, 0.1) == fn(7, N, BASE, 5, 0.1) == lr_at(7, N, BASE, name, 5, 0.1)
+        assert all(v > 0 for v in lr_curve(name, N, BASE, 5, 0.1)), name
+        assert lr_curve(name, 1, BASE)[0] > 0  # a one-step run has a defined LR
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(schedule="cosinus"), r"schedule must be one of constant, step, linear, cosine, warmup_cosine, one_cycle, got 'cosinus'"),
+        (dict(step=-1), "step must be an int >= 0, got -1"),
+        (dict(total_steps=0), "total_steps must be an int >= 1, got 0"),
+        (dict(base_lr=0.0), "base_lr must be a positive number, got 0.0"),
+        (dict(min_lr_ratio=1.5), r"min_lr_ratio must be in \[0, 1\], got 1.5"),
+        (dict(schedule="warmup_cosine", warmup_steps=100), "warmup_steps must be < total_steps=100, got 100"),
+    ],
+)
+def test_bad_schedule_input(kwargs, match):
+    args = dict(step=0, total_steps=100, base_lr=0.1, schedule="constant") | kwargs
+    with pytest.raises(ValueError, match=match):
+        lr_at(**args)
+
+
+def _synthetic_curve():
+    """A range-test curve: flat, then falling fastest at lr = 1e-3, flat again, exploding past 0.3."""
+    lrs = [10 ** (-6 + 6 * i / 99) for i in range(100)]
+    losses = []
+    for lr in lrs:
+        x = math.log10(lr)
+        loss = 4.0 - 2.0 / (1 + math.exp(-3 * (x + 3)))  # a falling sigmoid centred at 1e-3
+        loss += 50 * max(0.0, x + 0.5) ** 2  # explosion past ~0.3
+        losses.append(loss)
+    return lrs, losses
+
+
+def test_suggest_lr_finds_the_steepest_descent():
+    lrs, losses = _synthetic_curve()
+    assert suggest_lr(lrs, losses) == pytest.approx(1e-3, rel=0.2)
+    noisy = [v + 0.05 * ((i * 7919) % 13 - 6) / 6 for i, v in enumerate(losses)]  # deterministic noise
+    assert 3e-4 < suggest_lr(lrs, noisy) < 3e-3
+
+
+def test_suggest_lr_min_div_10():
+    lrs, losses = _synthetic_curve()
+    lowest = lrs[min(range(100), key=smooth(losses).__getitem__)]
+    assert suggest_lr(lrs, losses, method="min_div_10") == pytest.approx(lowest / 10)
+    assert 1e-2 < lowest < 0.5
+
+
+def test_suggest_lr_rejects_bad_input():
+    with pytest.raises(ValueError, match="method must be one of steepest, min_div_10"):
+        suggest_lr([1, 2, 3], [1, 2, 3], method="max")
+    with pytest.raises(ValueError, match="same length"):
+        suggest_lr([1, 2, 3], [1, 2])
+
+
+def _tiny():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=50, n_layer=1, n_head=2, n_embd=16))
+    pattern = torch.arange(2000) % 50  # learnable: the next token is always id + 1
+    return model, TokenSplits(train=pattern, val=pattern[:500], test=pattern[:500])
+
+
+def test_lr_range_test_stops_on_explosion_and_restores_the_model():
+    model, data = _tiny()
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    lrs, losses = lr_range_test(model, data, start_lr=1e-4, end_lr=100.0, steps=60, batch_size=8, device="cpu")
+    assert len(lrs) == len(losses) and 5 < len(lrs) < 60, "the test should stop once the loss explodes"
+    assert all(b > a for a, b in zip(lrs, lrs[1:]))
+    assert lrs[0] == pytest.approx(1e-4)
+    assert min(losses) < losses[0] - 0.5, "the loss must fall somewhere in the range"
+    assert not math.isfinite(losses[-1]) or losses[-1] > 4 * min(losses[:-1])
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "weights must be restored"
+    assert not model.training, "eval mode must be restored"
+    assert 1e-4 < suggest_lr(lrs, losses) < lrs[-1]

@@ -1,0 +1,178 @@
+"""The byte-level BPE tokenizer: exact round trips, training against a naive reference, speed, files."""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections import Counter
+
+import pytest
+
+from helpers.corpus import load_corpus
+from helpers.tokenizer import EOT_TEXT, PATTERN, BPETokenizer
+
+
+@pytest.fixture(scope="module")
+def course_text() -> str:
+    return load_corpus("english").train + "\n\n" + load_corpus("german").train
+
+
+@pytest.fixture(scope="module")
+def tok(course_text) -> BPETokenizer:
+    start = time.perf_counter()
+    t = BPETokenizer.train(course_text, 2048)
+    t.train_seconds = time.perf_counter() - start
+    return t
+
+
+def test_vocab_and_training_time(tok):
+    assert tok.vocab_size == 2048 and len(tok.merges) == 2048 - 257
+    assert tok.eot_id == 2047 and tok.decode([tok.eot_id]) == EOT_TEXT
+    assert tok.train_seconds < 15.0
+
+
+def random_text(r: random.Random, n: int) -> str:
+    def cp() -> int:
+        kind = r.random()
+        if kind < 0.4:
+            return r.randrange(0x20, 0x7F)
+        if kind < 0.7:
+            return r.randrange(0x80, 0x800)
+        while True:  # anything but a surrogate, which UTF-8 cannot hold
+            c = r.randrange(0x800, 0x110000)
+            if not 0xD800 <= c < 0xE000:
+                return c
+    return "".join(chr(cp()) for _ in range(n))
+
+
+@pytest.mark.parametrize("text", [
+    "", " ", "a", "Über Größe, Maß und Öl: äöüß ÄÖÜ ẞ", "Emoji: 🐱👩‍👩‍👧 🇩🇪 ✨", "tabs\tand\r\nnewlines\n\n\n",
+    "   leading and trailing   ", EOT_TEXT, f"story one{EOT_TEXT}story two", "日本語のテキスト", "e\u0301 combining",
+    "under_score __init__ x²", "'s 're 'll don't", "1234567890 3.14", "\x00\x01\x7f",
+])
+def test_round_trip_examples(tok, text):
+    assert tok.decode(tok.encode(text)) == text
+
+
+def test_round_trip_random_strings(tok):
+    r = random.Random(0)
+    for _ in range(300):
+        text = random_text(r, r.randrange(0, 40))
+        assert tok.decode(tok.encode(text)) == text
+    for _ in range(100):  # strings made from random bytes
+        text = bytes(r.randrange(256) for _ in range(r.randrange(1, 40))).decode("utf-8", errors="replace")
+        assert tok.decode(tok.encode(text)) == text
+
+
+def test_encode_speed_and_compression(tok, course_text):
+    text = load_corpus("english").train
+    start = time.perf_counter()
+    ids = tok.encode(text)
+    assert time.perf_counter() - start < 8.0
+    assert tok.decode(ids) == text
+    de = load_corpus("german").val
+    assert len(text.encode()) / len(ids) > 3.0 and len(de.encode()) / len(tok.encode(de)) > 3.0
+    for word in (" the", " girl", " Mädchen", " glücklich", "Once"):
+        assert len(tok.encode(word)) == 1, word
+
+
+def test_partial_characters_and_token_str(tok):
+    ue = "ü".encode()
+    assert tok.decode_bytes([ue[0]]) == ue[:1]
+    assert tok.decode([ue[0]]) == "\ufffd"
+    assert tok.decode([ue[0], ue[1]]) == "ü"
+    assert tok.token_str(ue[0]) == "\\xc3"
+    assert tok.token_str(10) == "\\n"
+    assert tok.token_str(tok.eot_id) == EOT_TEXT
+    assert tok.tokens("Lily was happy.") == ["Lily", " was", " happy", "."]
+    assert "".join(tok.token_str(i) for i in tok.encode(" big dog")) == " big dog"
+
+
+def test_encode_stories_appends_eot(tok):
+    ids = tok.encode_stories("A cat.\n\nA dog.")
+    assert ids == tok.encode("A cat.") + [tok.eot_id] + tok.encode("A dog.") + [tok.eot_id]
+
+
+def naive_bpe(text: str, n_merges: int) -> list[tuple[int, int]]:
+    """Textbook BPE: recount every pair after every merge (same tie rule: most frequent, then smallest)."""
+    words = Counter(re.findall(PATTERN, text))
+    seqs = {w: list(w.encode()) for w in words}
+    merges = []
+    for k in range(n_merges):
+        counts: Counter = Counter()
+        for w, seq in seqs.items():
+            for p in zip(seq, seq[1:]):
+                counts[p] += words[w]
+        if not counts:
+            break
+        best = min(counts, key=lambda p: (-counts[p], p))
+        if counts[best] < 2:
+            break
+        merges.append(best)
+        for w, seq in seqs.items():
+            out, i = [], 0
+            while i < len(seq):
+                if i + 1 < len(seq) and (seq[i], seq[i + 1]) == best:
+                    out.append(256 + k)
+                    i += 2
+                else:
+                    out.append(seq[i])
+                    i += 1
+            seqs[w] = out
+    return merges
+
+
+def test_incremental_training_matches_naive_bpe():
+    r = random.Random(1)
+    words = ["aaaa", "abab", "the", "then", "there", "Mädchen", "mad", "ööö", "banana", "bandana", "🙂🙂"]
+    text = " ".join(r.choice(words) for _ in range(400))
+    fast = BPETokenizer.train(text, 257 + 60)
+    assert fast.merges == naive_bpe(text, 60)
+    assert BPETokenizer.train(text, 257 + 60).merges == fast.merges  # deterministic
+
+
+def test_save_load(tok, tmp_path):
+    path = tok.save(tmp_path / "sub" / "tok.json")
+    loaded = BPETokenizer.load(path)
+    text = "Lena und Tom spielten im Garten. 🙂"
+    assert loaded.encode(text) == tok.encode(text) and loaded.vocab_size == tok.vocab_size
+    assert loaded.eot_id == tok.eot_id
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        BPETokenizer.load(tmp_path / "missing.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text(path.read_text()[:100])
+    with pytest.raises(ValueError, match="broken.json.*not valid JSON"):
+        BPETokenizer.load(broken)
+    other = tmp_path / "other.json"
+    other.write_text('{"hello": 1}')
+    with pytest.raises(ValueError, match="other.json.*not a tokenizer file"):
+        BPETokenizer.load(other)
+    bad = tmp_path / "bad.json"
+    bad.write_text(path.read_text().replace('"merges":[[', '"merges":[[9999,'))
+    with pytest.raises(ValueError, match="bad.json"):
+        BPETokenizer.load(bad)
+
+
+@pytest.mark.parametrize("size", [256, 65537, 0, "2048", 2048.0, True])
+def test_bad_vocab_size(size):
+    with pytest.raises(ValueError, match=r"vocab_size must be an int in 257..65536.*got"):
+        BPETokenizer.train("some text", size)
+
+
+def test_bad_inputs(tok):
+    with pytest.raises(ValueError, match="text must be a str, got bytes"):
+        BPETokenizer.train(b"bytes", 300)
+    with pytest.raises(ValueError, match="text must be a str, got int"):
+        tok.encode(5)
+    with pytest.raises(ValueError, match=r"token ids must be ints in \[0, 2048\), got 2048"):
+        tok.decode([1, 2048])
+    with pytest.raises(ValueError, match="got -1"):
+        tok.decode([-1])
+    with pytest.raises(ValueError, match="UTF-8"):
+        tok.encode("lone surrogate \ud800")
+
+
+def test_small_text_gives_smaller_vocab():
+    t = BPETokenizer.train("ab ab ab", 1000)
+    assert t.vocab_size < 1000 and t.decode(t.encode("ab ab xyz")) == "ab ab xyz"

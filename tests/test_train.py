@@ -1,0 +1,196 @@
+"""helpers.train: the training loop, its checks, accumulation, divergence and early stopping."""
+
+import copy
+import math
+import sys
+
+import pytest
+import torch
+
+from helpers.data import TokenSplits, get_batch
+from helpers.model import GPT, GPTConfig
+from helpers.train import History, TrainConfig, accumulate_gradients, evaluate, make_optimizer, train
+
+CFG = GPTConfig(block_size=16, vocab_size=50, n_layer=1, n_head=2, n_embd=16)
+
+
+def _model(seed: int = 0, **kw) -> GPT:
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(**(CFG.to_dict() | kw)))
+
+
+def _pattern_data() -> TokenSplits:
+    up = torch.arange(3000) % 50  # the next token is always id + 1: learnable
+    return TokenSplits(train=up, val=up[:600].clone(), test=up[:600].clone())
+
+
+def _config(**kw) -> TrainConfig:
+    base = dict(steps=30, batch_size=8, lr=1e-2, schedule="constant", eval_every=10, eval_batches=2,
+                device="cpu", progress=False)
+    return TrainConfig(**(base | kw))
+
+
+def test_training_lowers_the_loss_and_fills_the_history():
+    model = _model()
+    hist = train(model, _pattern_data(), _config())
+    assert isinstance(hist, History) and not hist.diverged
+    assert hist.step == list(range(1, 31))
+    assert len(hist.train_loss) == len(hist.lr) == len(hist.grad_norm) == len(hist.tokens_per_s) == 30
+    assert hist.train_loss[0] == pytest.approx(math.log(50), abs=0.3)  # starts near uniform guessing
+    assert hist.final_train_loss < hist.train_loss[0] - 1.0
+    assert hist.eval_step == [10, 20, 30] and hist.val_loss[-1] < hist.val_loss[0]
+    assert hist.best_val_loss == min(hist.val_loss) and hist.best_step in hist.eval_step
+    assert hist.tokens_seen == 30 * 8 * 16 and all(t > 0 for t in hist.tokens_per_s)
+    assert hist.peak_memory_bytes > 4 * model.num_parameters() and hist.memory_source.startswith("estimate")
+    assert model.training, "train() leaves the model in train mode"
+    rows = hist.to_rows()
+    assert rows[9]["val_loss"] == hist.val_loss[0] and rows[0]["val_loss"] is None
+    s = hist.summary()
+    assert s["steps_run"] == 30 and s["diverged"] is False
+
+
+def test_gradient_accumulation_matches_one_large_batch():
+    data = _pattern_data().train
+    x, y = get_batch(torch.randint(50, (2000,)), 16, 16, torch.Generator().manual_seed(0))
+    a, b = _model(), _model()
+    accumulate_gradients(a, x, y, grad_accum=1)
+    loss_b = accumulate_gradients(b, x, y, grad_accum=4)  # 4 micro-batches of 4 windows
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(pa.grad, pb.grad, atol=1e-5, rtol=0), name
+    assert loss_b.requires_grad is False
+    # the same through train(): identical windows, identical update
+    a, b = _model(), _model()
+    cfg = dict(steps=2, optimizer="sgd", lr=0.5, grad_clip=None, eval_every=None, weight_decay=0.0)
+    train(a, TokenSplits(data, data, data), _config(batch_size=16, grad_accum=1, **cfg))
+    train(b, TokenSplits(data, data, data), _config(batch_size=4, grad_accum=4, **cfg))
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-5, rtol=0)
+
+
+def test_divergence_stops_cleanly_and_names_step_and_lr():
+    hist = train(_model(), _pattern_data(), _config(lr=50.0, optimizer="sgd", grad_clip=None, steps=40))
+    assert hist.diverged and len(hist.step) < 40
+    assert f"step {hist.step[-1]}" in hist.message and "lr 5.00e+01" in hist.message
+    last = hist.train_loss[-1]
+    assert not math.isfinite(last) or last > 3 * hist.train_loss[0]
+    assert hist.final_train_loss == math.inf and hist.summary()["diverged"] is True
+
+
+def test_nan_loss_counts_as_divergence():
+    model = _model()
+    with torch.no_grad():
+        model.transformer.wte.weight[0, 0] = float("nan")
+    hist = train(model, _pattern_data(), _config(steps=5))
+    assert hist.diverged and hist.step == [1] and "not finite" in hist.message
+
+
+def test_gradient_clipping_records_the_norm_before_clipping():
+    a, b = _model(), _model()
+    ha = train(a, _pattern_data(), _config(steps=3, grad_clip=None, eval_every=None))
+    hb = train(b, _pattern_data(), _config(steps=3, grad_clip=1e-3, eval_every=None))
+    assert ha.grad_norm[0] == pytest.approx(hb.grad_norm[0], rel=1e-5)  # same weights, same batch
+    assert hb.grad_norm[0] > 1e-3
+    # a clipped step moves the weights less
+    moved_a = sum((p - q).norm() for p, q in zip(a.parameters(), _model().parameters()))
+    moved_b = sum((p - q).norm() for p, q in zip(b.parameters(), _model().parameters()))
+    assert moved_b < moved_a
+
+
+def test_early_stopping_restores_the_best_weights():
+    up = torch.arange(3000) % 50
+    down = up.flip(0)  # validation text runs backwards: learning "id + 1" makes it worse
+    snapshots = {}
+
+    def remember(step, val_loss):
+        snapshots[step] = copy.deepcopy(model.state_dict())
+
+    model = _model()
+    hist = train(model, TokenSplits(up, down, down), _config(steps=100, eval_every=5, patience=2), on_eval=remember)
+    assert hist.stopped_early and hist.restored_best and len(hist.step) < 100
+    assert hist.val_loss.index(hist.best_val_loss) == len(hist.val_loss) - 3  # best, then 2 worse
+    best = snapshots[hist.best_step]
+    assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
+    assert "restored the best weights" in hist.message
+
+
+def test_on_eval_can_stop_the_run():
+    hist = train(_model(), _pattern_data(), _config(), on_eval=lambda step, loss: step >= 20)
+    assert hist.eval_step == [10, 20] and len(hist.step) == 20 and "on_eval" in hist.message
+
+
+def test_evaluate_uses_eval_mode_and_restores_train_mode():
+    model = _model(dropout=0.5)
+    data = _pattern_data()
+    a = evaluate(model, data.val, 4, 16, 2, torch.Generator().manual_seed(1), "cpu")
+    b = evaluate(model, data.val, 4, 16, 2, torch.Generator().manual_seed(1), "cpu")
+    assert a == b, "no dropout during evaluation"
+    assert model.training
+
+
+def test_same_seed_same_run():
+    h1 = train(_model(dropout=0.1), _pattern_data(), _config(steps=10))
+    h2 = train(_model(dropout=0.1), _pattern_data(), _config(steps=10))
+    assert h1.train_loss == h2.train_loss and h1.val_loss == h2.val_loss
+
+
+def test_weight_decay_only_on_matrices():
+    opt = make_optimizer(_model(), "adamw", 1e-3, weight_decay=0.1)
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and all(p.dim() >= 2 for p in decay["params"])
+    assert no_decay["weight_decay"] == 0.0 and all(p.dim() == 1 for p in no_decay["params"])
+    assert isinstance(opt, torch.optim.AdamW)
+
+
+@pytest.mark.parametrize("name", ["sgd", "sgd_momentum", "rmsprop", "adam", "adamw"])
+def test_every_optimizer_trains(name):
+    lr = {"sgd": 0.5, "sgd_momentum": 0.1}.get(name, 1e-2)
+    hist = train(_model(), _pattern_data(), _config(optimizer=name, lr=lr, steps=20, eval_every=None))
+    assert not hist.diverged and hist.final_train_loss < hist.train_loss[0] - 0.3, name
+
+
+def test_one_sync_per_step(monkeypatch):
+    calls = {"item": 0, "tolist": 0}
+    item, tolist = torch.Tensor.item, torch.Tensor.tolist
+
+    def counting(name, fn):
+        def wrapper(self, *a, **kw):
+            if sys._getframe(1).f_code.co_filename.endswith("train.py"):  # only the loop's own calls
+                calls[name] += 1
+            return fn(self, *a, **kw)
+        return wrapper
+
+    monkeypatch.setattr(torch.Tensor, "item", counting("item", item))
+    monkeypatch.setattr(torch.Tensor, "tolist", counting("tolist", tolist))
+    train(_model(), _pattern_data(), _config(steps=10, eval_every=None, grad_accum=2))
+    assert calls["tolist"] == 10 and calls["item"] == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(lr=0.0), "lr must be a positive number, got 0.0"),
+        (dict(lr=-1e-3), "lr must be a positive number"),
+        (dict(batch_size=0), "batch_size must be an int >= 1, got 0"),
+        (dict(steps=0), "steps must be an int >= 1, got 0"),
+        (dict(grad_accum=0), "grad_accum must be an int >= 1, got 0"),
+        (dict(weight_decay=-0.1), "weight_decay must be a number >= 0, got -0.1"),
+        (dict(optimizer="adamax"), "optimizer must be one of sgd, sgd_momentum, rmsprop, adam, adamw, got 'adamax'"),
+        (dict(schedule="exp"), "schedule must be one of constant, step, linear, cosine, warmup_cosine, one_cycle"),
+        (dict(schedule="warmup_cosine", warmup_steps=30), "warmup_steps must be < steps=30"),
+        (dict(momentum=1.0), r"momentum must be in \[0, 1\), got 1.0"),
+        (dict(grad_clip=-1.0), "grad_clip must be None, 0"),
+        (dict(patience=0), "patience must be an int >= 1, got 0"),
+        (dict(patience=2, eval_every=None), "patience=2 needs evaluations: set eval_every >= 1"),
+        (dict(diverge_factor=1.0), "diverge_factor must be None or a number > 1"),
+    ],
+)
+def test_bad_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _config(**kwargs)
+
+
+def test_bad_train_input():
+    with pytest.raises(ValueError, match="block_size must be <= the model's block_size=16, got 32"):
+        train(_model(), _pattern_data(), _config(block_size=32))
+    with pytest.raises(ValueError, match="data must be a TokenSplits"):
+        train(_model(), torch.arange(100), _config())

@@ -1,0 +1,99 @@
+"""Several `python -m helpers.tuning worker` processes share one study; a killed worker loses nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from helpers import tuning
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _worker(url: str, trials: int, seed: int, sleep: float, heartbeat: int = 1) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "helpers.tuning", "worker", "--study", "shared", "--storage", url,
+           "--trials", str(trials), "--seed", str(seed), "--sleep", str(sleep), "--heartbeat", str(heartbeat)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 60) -> str:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return out
+
+
+def _study(url: str) -> optuna.Study:
+    return optuna.load_study(study_name="shared", storage=tuning.make_storage(url))
+
+
+def _check_exactly(study: optuna.Study, n: int) -> list[optuna.trial.FrozenTrial]:
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == n
+    assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert len({t.number for t in done}) == n
+    assert len({(t.params["x"], t.params["y"]) for t in done}) == n  # no trial evaluated twice
+    for t in done:  # each value belongs to its own parameters
+        assert t.value == pytest.approx((t.params["x"] - 1) ** 2 + (t.params["y"] + 2) ** 2)
+    return done
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_two_workers_complete_exactly_the_requested_trials(tmp_path, kind):
+    url = f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'study.log'}"
+    n = 8
+    workers = [_worker(url, n, seed, sleep=0.05) for seed in (1, 2)]  # started together on a new file
+    outputs = [_finish(w) for w in workers]
+    done = _check_exactly(_study(url), n)
+    by_worker = {t.user_attrs["worker"] for t in done}
+    assert by_worker == {w.pid for w in workers}, "both workers should have taken part"
+    finished = sum(int(out.split("finished ")[1].split()[0]) for out in outputs)
+    assert finished == n
+
+
+def test_a_killed_worker_loses_no_trial_and_the_study_resumes(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    n = 5
+    victim = _worker(url, n, seed=1, sleep=0.3)
+    deadline = time.time() + 30
+    while time.time() < deadline:  # wait until it has finished a few trials and runs the next one
+        time.sleep(0.2)
+        try:
+            trials = _study(url).trials
+        except KeyError:  # the study does not exist yet
+            continue
+        if sum(t.state == TrialState.COMPLETE for t in trials) >= 2 and trials[-1].state == TrialState.RUNNING:
+            break
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    before = {t.number: t.value for t in _study(url).trials if t.state == TrialState.COMPLETE}
+    killed = [t.number for t in _study(url).trials if t.state == TrialState.RUNNING]
+    assert len(before) >= 2 and len(killed) == 1
+
+    _finish(_worker(url, n, seed=2, sleep=0.0))
+    study = _study(url)
+    done = _check_exactly(study, n)
+    assert {t.number: t.value for t in done if t.number in before} == before  # nothing lost or changed
+    dead = study.trials[killed[0]]
+    assert dead.state == TrialState.FAIL  # the heartbeat stopped, so the trial was failed ...
+    retried = [t for t in done if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == dead.number]
+    assert len(retried) == 1 and retried[0].params == dead.params  # ... and run again with its params
+
+
+def test_worker_rejects_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="storage"):
+        tuning.main(["worker", "--study", "s", "--storage", "nonsense", "--trials", "3"])
+    with pytest.raises(ValueError, match="trials must be a positive int"):
+        tuning.run_worker("s", f"sqlite:///{tmp_path / 'x.db'}", 0)
+    with pytest.raises(ValueError, match="objective"):
+        tuning.run_worker("s", f"sqlite:///{tmp_path / 'x.db'}", 3, objective="rosenbrock")
