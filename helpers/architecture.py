@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -218,7 +218,7 @@ class _LiveTensorBytes(TorchDispatchMode):
         return out
 
 
-def peak_tensor_bytes(fn, *args) -> tuple[object, int]:
+def peak_tensor_bytes(fn: Callable[..., object], *args: object) -> tuple[object, int]:
     """Run ``fn(*args)``; return its result and the peak bytes of tensors it had alive at once."""
     tracker = _LiveTensorBytes()
     with tracker:

@@ -151,6 +151,20 @@ def biases_zeroed(module: torch.nn.Module) -> Iterator[list[str]]:
                 p.copy_(saved[n])
 
 
+def bias_ablation(loss_fn: Callable[[], float], modules: Mapping[str, torch.nn.Module]) -> dict[str, float]:
+    """How much ``loss_fn()`` rises when the biases of one module at a time are zeroed.
+
+    ``modules`` maps a label to a module (a layer, a block or the whole model); all biases inside it
+    are zeroed together, then restored before the next. Returns label -> loss increase.
+    """
+    base = loss_fn()
+    effects = {}
+    for label, module in modules.items():
+        with biases_zeroed(module):
+            effects[label] = loss_fn() - base
+    return effects
+
+
 # ---------------------------------------------------------------------------------------------
 # A two-parameter model (y = w·x + b) for loss landscapes and gradient descent
 # ---------------------------------------------------------------------------------------------

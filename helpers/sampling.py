@@ -8,6 +8,15 @@ transfers and ``transformers``' own processors serve as a numerical oracle in th
 
 ``generate`` runs that step with the model's KV cache, so each new token costs one position, and
 ``stream`` yields the text as it is decided. Everything works on a batch ``(B, V)`` of logits.
+
+Choices where the references differ or leave room:
+- ``generate(..., n=1)`` returns one ``Completion``; ``n > 1`` returns a list of n, sampled as one batch.
+- ``Completion.logprobs`` are log-probabilities under the *processed* distribution the token was drawn
+  from (after penalties, temperature and filters; 0.0 for every greedy token), not the model's raw ones.
+- A prompt that leaves no room in the context window raises ValueError (no silent truncation);
+  generation that fills the window ends with finish_reason "length".
+- ``min_tokens`` masks end-of-text and ``stop_token_ids`` only; stop strings apply from the first token.
+- An empty text prompt starts a new document: the model sees the end-of-text token.
 """
 
 from __future__ import annotations

@@ -178,6 +178,22 @@ def test_biases_zeroed_restores_exactly():
             pass
 
 
+def test_bias_ablation_measures_each_module_and_restores():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
+    with torch.no_grad():
+        net[0].bias.fill_(1.0)
+        net[1].bias.zero_()  # zeroing an already-zero bias changes nothing
+    x = torch.randn(20, 2)
+    target = net(x).detach() + 0.5
+    loss = lambda: ((net(x) - target) ** 2).mean().item()
+    before = loss()
+    effects = N.bias_ablation(loss, {"first": net[0], "second": net[1], "all": net})
+    assert effects["second"] == 0.0 and effects["first"] != 0.0
+    assert effects["all"] == pytest.approx(effects["first"])
+    assert loss() == before
+
+
 def test_plots_return_figures():
     import matplotlib.pyplot as plt
 
