@@ -8,6 +8,7 @@ a test never reads or changes a learner's JupyterLab settings. Chromium is Debia
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -30,6 +31,22 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+# JupyterLab user settings for every test server: start the kernel without asking, attach every cell to
+# the page (by default cells far outside the viewport are left out of the DOM), never fetch news.
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none", "autoStartDefaultKernel": True},
+    "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+}
+
+
+def _write_lab_settings(root: Path) -> Path:
+    for plugin, values in LAB_SETTINGS.items():
+        path = root / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    return root
 
 
 def chromium_path() -> str | None:
@@ -68,11 +85,13 @@ def jupyter_lab(root_dir: Path, extra_env: dict[str, str] | None = None, timeout
     """Start JupyterLab serving ``root_dir``; yield its base URL (``http://127.0.0.1:PORT``) with the token."""
     port, token = _free_port(), secrets.token_hex(16)
     home = root_dir.parent / f"jupyter-home-{port}"
-    dirs = {name: home / name for name in ("config", "data", "runtime", "workspaces")}
+    dirs = {name: home / name for name in ("config", "data", "runtime", "workspaces", "settings")}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
+    _write_lab_settings(dirs["settings"])
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(dirs["config"]), JUPYTER_DATA_DIR=str(dirs["data"]),
-               JUPYTER_RUNTIME_DIR=str(dirs["runtime"]), JUPYTER_PLATFORM_DIRS="1", **(extra_env or {}))
+               JUPYTER_RUNTIME_DIR=str(dirs["runtime"]), JUPYTERLAB_SETTINGS_DIR=str(dirs["settings"]),
+               JUPYTER_PLATFORM_DIRS="1", **(extra_env or {}))
     cmd = [
         sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
         f"--port={port}", f"--ServerApp.token={token}", f"--ServerApp.root_dir={root_dir}",
@@ -125,14 +144,27 @@ def browser_page(width: int = 1400, height: int = 1000):
             browser.close()
 
 
-def open_and_run_all(page, server: str, notebook: str, timeout_ms: int = 120_000) -> None:
-    """Open ``notebook`` in JupyterLab, wait for its kernel, and run every cell through the Run menu."""
-    page.goto(notebook_url(server, notebook), timeout=timeout_ms)
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_ms)
+def open_and_run_all(page, server: str, notebook: str, timeout_s: float = 120) -> None:
+    """Open ``notebook`` in JupyterLab, wait for its kernel, and run every cell through the Run menu.
+
+    The menu is clicked again until some cell is queued or done: a click that lands while the kernel is
+    still connecting is otherwise lost, which happens on a busy machine."""
+    page.goto(notebook_url(server, notebook), timeout=timeout_s * 1000)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_s * 1000)
     # The execution indicator in the notebook's toolbar reports "idle" once the kernel has started.
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
-    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_s * 1000)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        try:  # a queued or finished cell shows [*] or [n] in its prompt
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.jp-InputPrompt')].some(p => /\\[(\\*|\\d+)\\]/.test(p.innerText))",
+                timeout=15_000)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
 
 
 def wait_for_text(page, text: str, timeout_ms: int = 180_000) -> None:

@@ -15,5 +15,4 @@ echo "== unit tests, browser tests and every notebook (fast mode, one thread per
 # One pytest run, so that one summary line counts everything. The notebooks run in fast mode;
 # each kernel gets one thread so that two kernels share the two cores without fighting.
 export COURSE_FAST=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg PYDEVD_DISABLE_FILE_VALIDATION=1
-# The browser tests are deselected until they pass reliably beside two busy workers.
-exec python -m pytest tests notebooks --nbmake --nbmake-timeout=300 -n 2 --durations=15 -p no:cacheprovider -m "not browser" "$@"
+exec python -m pytest tests notebooks --nbmake --nbmake-timeout=300 -n 2 --durations=15 -p no:cacheprovider "$@"

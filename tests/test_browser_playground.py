@@ -1,52 +1,14 @@
 """Real-browser test: notebook 05 runs in JupyterLab (headless Chromium) and its sampling playground
 reacts to the temperature slider."""
 
-import json
 import shutil
-import time
 from pathlib import Path
 
 import pytest
-from jupyter_browser import browser_page, jupyter_lab, notebook_url, require_browser, wait_for_text
+from jupyter_browser import browser_page, jupyter_lab, open_and_run_all, require_browser, wait_for_text
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_sampling_temperature_top_k_top_p.ipynb"
 READOUT = ".playground-readout"
-
-# JupyterLab user settings for the test server: start the kernel without asking, attach every cell to
-# the page (by default cells far outside the viewport are not in the DOM), and never fetch news.
-LAB_SETTINGS = {
-    "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none", "autoStartDefaultKernel": True},
-    "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
-}
-
-
-def _lab_settings_dir(root: Path) -> Path:
-    for plugin, values in LAB_SETTINGS.items():
-        path = root / f"{plugin}.jupyterlab-settings"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values))
-    return root
-
-
-def _open_and_run_all(page, server: str, notebook: str, timeout_s: float = 120) -> None:
-    """Open the notebook, wait for its kernel and run all cells; retry the Run menu until cells are queued
-    (a click that lands while the kernel is still connecting is otherwise lost)."""
-    page.goto(notebook_url(server, notebook), timeout=timeout_s * 1000)
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_s * 1000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_s * 1000)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-        try:  # a queued or finished cell shows [*] or [1] in its prompt
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('.jp-InputPrompt')].some(p => /\\[(\\*|\\d+)\\]/.test(p.innerText))",
-                timeout=15_000)
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-
 
 def _readout(page) -> str:
     return page.locator(READOUT).first.inner_text()
@@ -67,9 +29,8 @@ def test_playground_reacts_to_the_temperature_slider(tmp_path):
     work = tmp_path / "course"
     work.mkdir()
     shutil.copy(NOTEBOOK, work)
-    env = {"COURSE_FAST": "1", "JUPYTERLAB_SETTINGS_DIR": str(_lab_settings_dir(tmp_path / "lab-settings"))}
-    with jupyter_lab(work, extra_env=env) as server, browser_page() as page:
-        _open_and_run_all(page, server, NOTEBOOK.name)
+    with jupyter_lab(work, extra_env={"COURSE_FAST": "1"}) as server, browser_page() as page:
+        open_and_run_all(page, server, NOTEBOOK.name)
         try:
             page.locator(READOUT).first.wait_for(timeout=240_000)
         except Exception as err:
