@@ -96,6 +96,9 @@ def save_checkpoint(directory: str | Path, model: GPT, tokenizer: BPETokenizer |
             tokenizer.save(tmp / TOKENIZER_FILE)
         if extra is not None:
             _write_json(tmp / EXTRA_FILE, extra)
+        os.chmod(tmp, 0o755)  # mkdtemp makes a private directory; a checkpoint is meant to be shared
+        for f in tmp.iterdir():
+            os.chmod(f, 0o644)
         # Swap directories: the old checkpoint (if any) stays complete until the new one is in place.
         old = None
         if directory.exists():

@@ -211,6 +211,7 @@ class BPETokenizer:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(self.to_dict(), f, separators=(",", ":"))
+            os.chmod(tmp, 0o644)  # mkstemp creates the file readable by its owner only
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

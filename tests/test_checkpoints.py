@@ -177,3 +177,8 @@ def test_pretrain_measures():
     tokens = torch.randint(0, 16, (8 * 3 + 1,))
     expected = m.loss(tokens[:-1].view(3, 8), tokens[1:].view(3, 8)).item()
     assert full_loss(m, tokens, 8, batch_size=2) == pytest.approx(expected, rel=1e-5)
+
+
+def test_saved_files_are_readable_by_others(saved):
+    assert saved.stat().st_mode & 0o777 == 0o755
+    assert all(f.stat().st_mode & 0o777 == 0o644 for f in saved.iterdir())
