@@ -22,6 +22,7 @@ REQUIRED = {
     "jupyterlab": "4",
     "tqdm": "4.60",
     "optuna": "3.5",
+    "cmaes": "0.10",
     "safetensors": "0.4",
 }
 MIN_PYTHON = (3, 10)
