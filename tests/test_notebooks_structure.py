@@ -57,3 +57,11 @@ def test_no_absolute_paths_or_path_hacks(path):
     text = "\n".join(_source(c) for c in _cells(path))
     assert "sys.path" not in text, f"{path.name}: import helpers as a package, no sys.path edits"
     assert not re.search(r"['\"](/home/|/work/|/Users/|[A-Z]:\\\\)", text), f"{path.name}: absolute path"
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.rglob("*.ipynb")), ids=lambda p: str(p.relative_to(NOTEBOOKS)))
+def test_no_unfilled_placeholders(path):
+    """Measured figures are written into the prose after a run; a placeholder left behind is a bug."""
+    text = "\n".join(_source(c) for c in _cells(path) if c["cell_type"] == "markdown")
+    left = re.findall(r"\b[A-Z][A-Z0-9]*_(?:PLACEHOLDER|RESULT|MIN|CPU|TBD)\b|\bPLACEHOLDER\b|\bTBD\b", text)
+    assert not left, f"{path.name}: unfilled placeholder(s) {sorted(set(left))}"
