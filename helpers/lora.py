@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from helpers.model import replace_submodule
+
 
 class LoRALinear(nn.Module):
     """A frozen linear layer ``base`` plus a trainable low-rank update ``scaling * B @ A``."""
@@ -149,11 +151,6 @@ def _inside_lora(model: nn.Module, name: str) -> bool:
     return any(isinstance(model.get_submodule(".".join(parts[:i])), LoRALinear) for i in range(1, len(parts)))
 
 
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
 def apply_lora(
     model: nn.Module,
     rank: int = 8,
@@ -172,7 +169,7 @@ def apply_lora(
     for p in model.parameters():
         p.requires_grad_(False)
     for name in names:
-        _set_submodule(model, name, LoRALinear(model.get_submodule(name), rank, alpha, dropout))
+        replace_submodule(model, name, LoRALinear(model.get_submodule(name), rank, alpha, dropout))
     return model
 
 
@@ -243,7 +240,7 @@ def remove_lora(model: nn.Module, merge: bool = True) -> nn.Module:
             m.merge()
         elif not merge and m.merged:
             m.unmerge()
-        _set_submodule(model, name, m.base)
+        replace_submodule(model, name, m.base)
     return model
 
 

@@ -295,3 +295,9 @@ class GPT(nn.Module):
             new_state[key] = tensor
         model.load_state_dict(new_state)
         return model
+
+
+def replace_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` where the dotted ``name`` (e.g. ``transformer.h.0.attn.c_attn``) is in ``model``."""
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)

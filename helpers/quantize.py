@@ -30,6 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from helpers.model import replace_submodule
+
 BITS = (4, 8)
 SCHEMES = ("per_tensor", "per_channel", "group")
 
@@ -174,11 +176,6 @@ class QuantEmbedding(_QuantWeight):
         return F.embedding(idx, self.weight)
 
 
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
 def quantize_model(
     model: nn.Module,
     bits: int = 8,
@@ -206,7 +203,7 @@ def quantize_model(
             if isinstance(m, nn.Embedding):
                 q = QuantEmbedding(quantize_tensor(m.weight, bits, scheme, group_size))
                 shared[id(m.weight)] = q
-                _set_submodule(out, name, q)
+                replace_submodule(out, name, q)
     for name, m in modules:
         if isinstance(m, nn.Linear):
             tied = shared.get(id(m.weight))
@@ -214,7 +211,7 @@ def quantize_model(
                 q = QuantLinear(tied.qweight, m.bias)  # qweight holds tied's own buffer tensors
             else:
                 q = QuantLinear.from_linear(m, bits, scheme, group_size)
-            _set_submodule(out, name, q)
+            replace_submodule(out, name, q)
     return out
 
 
