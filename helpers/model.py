@@ -92,6 +92,53 @@ class KVCache:
         self.batch_size = self.k.shape[1]
 
 
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # PyTorch < 2.4 takes no device argument
+        return torch.is_autocast_enabled() or (device_type == "cpu" and torch.is_autocast_cpu_enabled())
+
+
+class LinearCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of ``logits = h @ weight.T`` against ``targets``, in fewer passes over the logits.
+
+    The plain way (``F.cross_entropy(F.linear(h, weight), targets)``) keeps a log-softmax of the logits'
+    size and in the backward pass writes a zero-filled gradient of that size and then the softmax-backward:
+    full passes over an ``(N, V)`` tensor that on a CPU cost more than the arithmetic around them. Here the
+    log-softmax is turned into the softmax in place and kept for the backward pass, where subtracting one at
+    each target makes it the gradient of the logits. Same result as the plain way (tested), rows
+    whose target is ``ignore_index`` count for nothing, and like ``F.cross_entropy`` the mean over no
+    valid target is NaN.
+    """
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, ignore_index: int) -> torch.Tensor:
+        logp = torch.log_softmax(h @ weight.t(), dim=1)  # (N, V); the logits themselves are freed at once
+        valid = targets != ignore_index
+        safe = targets.masked_fill(~valid, 0)
+        count = valid.sum()
+        loss = -torch.where(valid, logp.gather(1, safe[:, None]).squeeze(1), 0.0).sum() / count
+        probs = logp.exp_()  # the softmax, in place
+        if probs.device.type != "cpu" or not bool(valid.all()):  # (on a CPU the check is free, elsewhere a sync)
+            probs.mul_(valid[:, None])  # ignored rows give no gradient
+        ctx.save_for_backward(h, weight, probs, safe, valid, count)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        try:
+            h, weight, probs, safe, valid, count = ctx.saved_tensors
+        except RuntimeError as err:  # the softmax was turned into a gradient by an earlier backward
+            raise RuntimeError("the fused loss of GPT.loss supports one backward pass; compute the loss again "
+                               "instead of calling backward twice (retain_graph=True)") from err
+        rows = torch.arange(probs.shape[0], device=probs.device)
+        g = probs.index_put_((rows, safe), -valid.to(probs.dtype), accumulate=True)  # softmax - one-hot, in place
+        scale = grad / count
+        grad_h = (g @ weight).mul_(scale) if ctx.needs_input_grad[0] else None
+        grad_w = (g.t() @ h).mul_(scale) if ctx.needs_input_grad[1] else None
+        return grad_h, grad_w, None, None
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, layer: int):
         super().__init__()
@@ -216,6 +263,10 @@ class GPT(nn.Module):
         With a ``cache``, ``idx`` holds only the new tokens: they take the next positions, attend
         to everything cached before them, and their keys and values are appended to the cache.
         """
+        return self.lm_head(self.hidden(idx, cache))  # (B, T, V)
+
+    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """The final hidden states ``(B, T, n_embd)``, after ``ln_f``: what the output layer reads."""
         self._check_input(idx, cache)
         B, T = idx.shape
         start = cache.pos if cache is not None else 0
@@ -225,12 +276,19 @@ class GPT(nn.Module):
             x = block(x, cache)
         if cache is not None:
             cache.pos += T
-        return self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
+        return self.transformer.ln_f(x)
 
     def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of predicting ``targets`` (B, T) from ``idx``; -100 marks ignored targets."""
         if targets.shape != idx.shape:
             raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
+        head = self.lm_head
+        plain_head = (type(head) is nn.Linear and head.bias is None and not head._forward_hooks
+                      and not head._forward_pre_hooks and not _autocast_on(idx.device.type))
+        if plain_head:  # the usual case: the fused output layer + loss (same result, less memory traffic)
+            h = self.hidden(idx)
+            return LinearCrossEntropy.apply(h.flatten(0, 1), head.weight, targets.flatten(), -100)
+        # an adapted (LoRA), quantised or hooked output layer, or mixed precision: the plain way
         logits = self(idx)
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from helpers.model import GPT, GPTConfig, parameter_count
+from helpers.model import GPT, GPTConfig, LinearCrossEntropy, parameter_count
 
 transformers = pytest.importorskip("transformers")
 
@@ -125,6 +125,69 @@ def test_loss_is_cross_entropy_and_ignores_minus_100():
     y[:, :4] = -100
     expected = torch.nn.functional.cross_entropy(logits[:, 4:].reshape(-1, 11), y[:, 4:].reshape(-1))
     torch.testing.assert_close(model.loss(x, y), expected)
+
+
+def _plain_loss(model, x, y):
+    return torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten(), ignore_index=-100)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_fused_loss_and_gradients_match_the_plain_way(dtype, tol):
+    torch.manual_seed(1)
+    model = GPT(GPTConfig(block_size=16, vocab_size=37, n_layer=2, n_head=2, n_embd=8)).to(dtype)
+    x, y = torch.randint(0, 37, (3, 16)), torch.randint(0, 37, (3, 16))
+    y[0, :7] = -100  # ignored targets count for nothing
+    fused = model.loss(x, y)
+    fused.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    plain = _plain_loss(model, x, y)
+    plain.backward()
+    torch.testing.assert_close(fused, plain, rtol=tol, atol=tol)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, rtol=tol, atol=tol, msg=name)
+
+
+def test_fused_loss_matches_finite_differences():
+    torch.manual_seed(2)
+    h = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(9, 5, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([1, -100, 8, 0, 3, 3])
+    LinearCrossEntropy.apply(h, w, t, -100).backward()
+    eps = 1e-6
+    for tensor in (h, w):
+        for index in [(0, 0), (2, 4), (5, 1), (1, 3)]:
+            with torch.no_grad():
+                tensor[index] += eps
+                up = LinearCrossEntropy.apply(h, w, t, -100)
+                tensor[index] -= 2 * eps
+                down = LinearCrossEntropy.apply(h, w, t, -100)
+                tensor[index] += eps
+            assert abs((up - down).item() / (2 * eps) - tensor.grad[index].item()) < 1e-7
+    assert h.grad[1].abs().max() == 0  # the ignored row gets no gradient
+
+
+def test_fused_loss_edge_cases():
+    torch.manual_seed(3)
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=1, n_embd=4))
+    x = torch.randint(0, 11, (2, 8))
+    nothing = torch.full((2, 8), -100)
+    assert torch.isnan(model.loss(x, nothing)) and torch.isnan(_plain_loss(model, x, nothing))  # as F.cross_entropy
+    loss = model.loss(x, torch.randint(0, 11, (2, 8)))
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="one backward pass"):
+        loss.backward()
+
+
+def test_loss_falls_back_to_the_plain_way_for_a_hooked_or_adapted_head():
+    torch.manual_seed(4)
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=1, n_embd=4))
+    x, y = torch.randint(0, 11, (2, 8)), torch.randint(0, 11, (2, 8))
+    seen = []
+    handle = model.lm_head.register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    torch.testing.assert_close(model.loss(x, y), _plain_loss(model, x, y))
+    assert seen and seen[0] == (2, 8, 11)  # the hook ran: loss() went through the output layer
+    handle.remove()
 
 
 @pytest.mark.parametrize(
