@@ -26,8 +26,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --quiet -e ".[dev]"
 	touch $@
 
+# JupyterLab refuses to run as root unless told to (containers and cloud machines often run as root).
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 course: setup
-	$(VENV)/bin/jupyter lab notebooks/00_start_here.ipynb
+	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) notebooks/00_start_here.ipynb
 
 test: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash tests/run_all.sh

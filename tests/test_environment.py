@@ -57,3 +57,22 @@ def test_pyproject_has_lower_bounds_only_except_pytest():
 def test_check_env_bounds_match_pyproject():
     deps = dict(_split(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
     assert {k: f">={v}" for k, v in REQUIRED.items()} == deps
+
+
+def test_make_course_opens_the_start_notebook_and_allows_root_only_as_root():
+    """`make course` must work where people run it as root (containers, cloud machines): JupyterLab refuses
+    to start as root without --allow-root."""
+    import os
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("make") is None:
+        pytest.skip("needs make")
+    root = Path(__file__).resolve().parents[1]
+    dry = subprocess.run(["make", "-n", "course", "VENV=/nonexistent-venv"], cwd=root, capture_output=True, text=True,
+                         check=True).stdout
+    lab = [line for line in dry.splitlines() if "jupyter lab" in line]
+    assert lab and lab[-1].endswith("notebooks/00_start_here.ipynb")
+    assert ("--allow-root" in lab[-1]) == (os.getuid() == 0)
