@@ -144,27 +144,36 @@ def browser_page(width: int = 1400, height: int = 1000):
             browser.close()
 
 
-def open_and_run_all(page, server: str, notebook: str, timeout_s: float = 120) -> None:
+ALL_QUEUED_JS = """() => {
+    const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+    return prompts.length > 0 && prompts.every(p => /\\[(\\*|\\d+)\\]/.test(p.innerText));
+}"""
+
+
+def open_and_run_all(page, server: str, notebook: str, timeout_s: float = 180) -> None:
     """Open ``notebook`` in JupyterLab, wait for its kernel, and run every cell through the Run menu.
 
-    The menu is clicked again until some cell is queued or done: a click that lands while the kernel is
-    still connecting is otherwise lost, which happens on a busy machine."""
+    On a busy machine a Run All that lands while the kernel is still connecting can be lost or run only
+    the first cell. So after each click this waits (patiently: the page itself may be slow to update) until
+    every code cell shows that it is queued ``[*]`` or done ``[n]``, and clicks again only when cells are
+    still untouched while the kernel sits idle. Clicking again any sooner would run cells twice."""
     page.goto(notebook_url(server, notebook), timeout=timeout_s * 1000)
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_s * 1000)
     # The execution indicator in the notebook's toolbar reports "idle" once the kernel has started.
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_s * 1000)
+    idle = ".jp-Notebook-ExecutionIndicator[data-status='idle']"
+    page.wait_for_selector(idle, timeout=timeout_s * 1000)
     deadline = time.monotonic() + timeout_s
     while True:
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-        try:  # a queued or finished cell shows [*] or [n] in its prompt
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('.jp-InputPrompt')].some(p => /\\[(\\*|\\d+)\\]/.test(p.innerText))",
-                timeout=15_000)
+        try:
+            page.wait_for_function(ALL_QUEUED_JS, timeout=60_000)
             return
         except Exception:
             if time.monotonic() > deadline:
-                raise
+                prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
+                raise AssertionError(f"Run All never queued every cell; prompts: {prompts}") from None
+            page.wait_for_selector(idle, timeout=timeout_s * 1000)  # let whatever did run finish first
 
 
 def wait_for_text(page, text: str, timeout_ms: int = 180_000) -> None:

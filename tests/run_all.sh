@@ -13,6 +13,7 @@ nbstripout --verify "${notebooks[@]}"
 
 echo "== unit tests, browser tests and every notebook (fast mode, one thread per kernel)"
 # One pytest run, so that one summary line counts everything. The notebooks run in fast mode;
-# each kernel gets one thread so that two kernels share the two cores without fighting.
+# each kernel gets one thread so that two kernels share the two cores without fighting. The two
+# browser tests share one xdist group, so they never run at the same time.
 export COURSE_FAST=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg PYDEVD_DISABLE_FILE_VALIDATION=1
-exec python -m pytest tests notebooks --nbmake --nbmake-timeout=300 -n 2 --durations=15 -p no:cacheprovider "$@"
+exec python -m pytest tests notebooks --nbmake --nbmake-timeout=300 -n 2 --dist loadgroup --durations=15 -p no:cacheprovider "$@"

@@ -24,6 +24,7 @@ def _move_temperature(page, fraction: float) -> None:
 
 
 @pytest.mark.browser
+@pytest.mark.xdist_group("browser")  # one Chromium and one JupyterLab at a time
 def test_playground_reacts_to_the_temperature_slider(tmp_path):
     require_browser()
     work = tmp_path / "course"

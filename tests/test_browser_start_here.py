@@ -10,6 +10,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 @pytest.mark.browser
+@pytest.mark.xdist_group("browser")  # one Chromium and one JupyterLab at a time
 def test_start_here_runs_in_jupyterlab(tmp_path):
     require_browser()
     work = tmp_path / "course"
