@@ -74,6 +74,15 @@ def require_browser() -> str:
     return path
 
 
+def course_copy(tmp_path: Path, notebook: Path) -> Path:
+    """Check the browser is there, then copy ``notebook`` into a fresh folder for the test server to serve."""
+    require_browser()
+    work = tmp_path / "course"
+    work.mkdir()
+    shutil.copy(notebook, work)
+    return work
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

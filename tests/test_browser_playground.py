@@ -1,11 +1,10 @@
 """Real-browser test: notebook 05 runs in JupyterLab (headless Chromium) and its sampling playground
 reacts to the temperature slider."""
 
-import shutil
 from pathlib import Path
 
 import pytest
-from jupyter_browser import browser_page, jupyter_lab, open_and_run_all, require_browser, wait_for_text
+from jupyter_browser import browser_page, course_copy, jupyter_lab, open_and_run_all, wait_for_text
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_sampling_temperature_top_k_top_p.ipynb"
 READOUT = ".playground-readout"
@@ -26,10 +25,7 @@ def _move_temperature(page, fraction: float) -> None:
 @pytest.mark.browser
 @pytest.mark.xdist_group("browser")  # one Chromium and one JupyterLab at a time
 def test_playground_reacts_to_the_temperature_slider(tmp_path):
-    require_browser()
-    work = tmp_path / "course"
-    work.mkdir()
-    shutil.copy(NOTEBOOK, work)
+    work = course_copy(tmp_path, NOTEBOOK)
     with jupyter_lab(work, extra_env={"COURSE_FAST": "1"}) as server, browser_page() as page:
         open_and_run_all(page, server, NOTEBOOK.name)
         try:

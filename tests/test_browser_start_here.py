@@ -1,10 +1,9 @@
 """Real-browser smoke test: JupyterLab in headless Chromium runs 00_start_here through its Run menu."""
 
-import shutil
 from pathlib import Path
 
 import pytest
-from jupyter_browser import browser_page, jupyter_lab, open_and_run_all, require_browser, wait_for_text
+from jupyter_browser import browser_page, course_copy, jupyter_lab, open_and_run_all, wait_for_text
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -12,10 +11,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 @pytest.mark.browser
 @pytest.mark.xdist_group("browser")  # one Chromium and one JupyterLab at a time
 def test_start_here_runs_in_jupyterlab(tmp_path):
-    require_browser()
-    work = tmp_path / "course"
-    work.mkdir()
-    shutil.copy(NOTEBOOKS / "00_start_here.ipynb", work)
+    work = course_copy(tmp_path, NOTEBOOKS / "00_start_here.ipynb")
     with jupyter_lab(work, extra_env={"COURSE_FAST": "1"}) as server, browser_page() as page:
         open_and_run_all(page, server, "00_start_here.ipynb")
         wait_for_text(page, "environment report")
