@@ -107,6 +107,7 @@ def jupyter_lab(root_dir: Path, extra_env: dict[str, str] | None = None, timeout
         f"--LabApp.workspaces_dir={dirs['workspaces']}", "--LabApp.news_url=", "--ServerApp.open_browser=False",
     ]
     log = open(home / "server.log", "w")  # noqa: SIM115 - closed in finally
+    _SERVER_LOGS[f"{port}"] = home / "server.log"
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -133,6 +134,21 @@ def jupyter_lab(root_dir: Path, extra_env: dict[str, str] | None = None, timeout
         log.close()
 
 
+_SERVER_LOGS: dict[str, Path] = {}  # port -> the server's log file, for failure reports
+
+
+def failure_report(page, server: str) -> str:
+    """What a failing test should show: cell prompts, the end of the outputs, the page's console, the server log."""
+    prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
+    shown = "\n---\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
+    console = "\n".join(getattr(page, "console_lines", [])[-40:])
+    port = server.split("?token=")[0].rsplit(":", 1)[-1]
+    log_path = _SERVER_LOGS.get(port)
+    log = log_path.read_text()[-3000:] if log_path and log_path.exists() else "(no log)"
+    return (f"prompts: {prompts}\noutputs (end):\n{shown[-2500:]}\nbrowser console (end):\n{console}\n"
+            f"server log (end):\n{log}")
+
+
 def notebook_url(server: str, notebook: str) -> str:
     base, token = server.split("?token=")
     return f"{base}/lab/tree/{notebook}?token={token}"
@@ -148,6 +164,9 @@ def browser_page(width: int = 1400, height: int = 1000):
         browser = pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
+            page.console_lines = []  # what the page logged: shown when a test fails
+            page.on("console", lambda m: page.console_lines.append(f"{m.type}: {m.text}"[:500]))
+            page.on("pageerror", lambda e: page.console_lines.append(f"pageerror: {e}"[:500]))
             yield page
         finally:
             browser.close()
@@ -180,15 +199,13 @@ def open_and_run_all(page, server: str, notebook: str, timeout_s: float = 180) -
             return
         except Exception:
             if time.monotonic() > deadline:
-                prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
-                raise AssertionError(f"Run All never queued every cell; prompts: {prompts}") from None
+                raise AssertionError("Run All never queued every cell\n" + failure_report(page, server)) from None
             page.wait_for_selector(idle, timeout=timeout_s * 1000)  # let whatever did run finish first
 
 
-def wait_for_text(page, text: str, timeout_ms: int = 180_000) -> None:
-    """Wait until ``text`` appears in some cell output; on timeout, fail with what the outputs show."""
+def wait_for_text(page, server: str, text: str, timeout_ms: int = 180_000) -> None:
+    """Wait until ``text`` appears in some cell output; on timeout, fail with what the page shows."""
     try:
         page.locator(".jp-OutputArea-output", has_text=text).first.wait_for(timeout=timeout_ms)
     except Exception as err:
-        shown = page.locator(".jp-OutputArea-output").all_inner_texts()
-        raise AssertionError(f"{text!r} never appeared; outputs were:\n" + "\n---\n".join(shown)[-4000:]) from err
+        raise AssertionError(f"{text!r} never appeared\n" + failure_report(page, server)) from err

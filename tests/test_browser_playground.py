@@ -4,7 +4,14 @@ reacts to the temperature slider."""
 from pathlib import Path
 
 import pytest
-from jupyter_browser import browser_page, course_copy, jupyter_lab, open_and_run_all, wait_for_text
+from jupyter_browser import (
+    browser_page,
+    course_copy,
+    failure_report,
+    jupyter_lab,
+    open_and_run_all,
+    wait_for_text,
+)
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_sampling_temperature_top_k_top_p.ipynb"
 READOUT = ".playground-readout"
@@ -23,7 +30,6 @@ def _move_temperature(page, fraction: float) -> None:
 
 
 @pytest.mark.browser
-@pytest.mark.xdist_group("browser")  # one Chromium and one JupyterLab at a time
 def test_playground_reacts_to_the_temperature_slider(tmp_path):
     work = course_copy(tmp_path, NOTEBOOK)
     with jupyter_lab(work, extra_env={"COURSE_FAST": "1"}) as server, browser_page() as page:
@@ -31,10 +37,7 @@ def test_playground_reacts_to_the_temperature_slider(tmp_path):
         try:
             page.locator(READOUT).first.wait_for(timeout=240_000)
         except Exception as err:
-            prompts = page.locator(".jp-InputPrompt").all_inner_texts()
-            shown = page.locator(".jp-OutputArea-output").all_inner_texts()
-            raise AssertionError(f"the playground never appeared; prompts {prompts}; outputs:\n"
-                                 + "\n---\n".join(shown)[-4000:]) from err
+            raise AssertionError("the playground never appeared\n" + failure_report(page, server)) from err
         page.wait_for_function(f"() => document.querySelector('{READOUT}').innerText.includes('tokens can be drawn')",
                                timeout=60_000)
         before = _readout(page)
@@ -54,7 +57,7 @@ def test_playground_reacts_to_the_temperature_slider(tmp_path):
                                timeout=60_000)
         assert "1 tokens can be drawn" in _readout(page)
 
-        wait_for_text(page, "ex3")  # the notebook ran to its end
+        wait_for_text(page, server, "ex3")  # the notebook ran to its end
         errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
         assert "Traceback" not in " ".join(errors.all_inner_texts())
         assert page.locator(".playground-error").first.inner_text().strip() == ""

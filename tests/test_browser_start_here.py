@@ -9,12 +9,11 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 @pytest.mark.browser
-@pytest.mark.xdist_group("browser")  # one Chromium and one JupyterLab at a time
 def test_start_here_runs_in_jupyterlab(tmp_path):
     work = course_copy(tmp_path, NOTEBOOKS / "00_start_here.ipynb")
     with jupyter_lab(work, extra_env={"COURSE_FAST": "1"}) as server, browser_page() as page:
         open_and_run_all(page, server, "00_start_here.ipynb")
-        wait_for_text(page, "environment report")
-        wait_for_text(page, "problems: none")
+        wait_for_text(page, server, "environment report")
+        wait_for_text(page, server, "problems: none")
         errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
         assert "Traceback" not in " ".join(errors.all_inner_texts())
