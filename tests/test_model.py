@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from helpers.model import GPT, GPTConfig, LinearCrossEntropy, parameter_count
+from helpers.model import GPT, GPTConfig, linear_cross_entropy, parameter_count
 
 transformers = pytest.importorskip("transformers")
 
@@ -148,23 +148,41 @@ def test_fused_loss_and_gradients_match_the_plain_way(dtype, tol):
         torch.testing.assert_close(grads[name], p.grad, rtol=tol, atol=tol, msg=name)
 
 
-def test_fused_loss_matches_finite_differences():
+@pytest.mark.parametrize("chunk_rows", [None, 1, 4])  # one chunk, one row per chunk, a ragged last chunk
+def test_fused_loss_matches_finite_differences(chunk_rows):
     torch.manual_seed(2)
     h = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
     w = torch.randn(9, 5, dtype=torch.float64, requires_grad=True)
     t = torch.tensor([1, -100, 8, 0, 3, 3])
-    LinearCrossEntropy.apply(h, w, t, -100).backward()
+    linear_cross_entropy(h, w, t, chunk_rows=chunk_rows).backward()
     eps = 1e-6
     for tensor in (h, w):
-        for index in [(0, 0), (2, 4), (5, 1), (1, 3)]:
+        for index in [(0, 0), (2, 4), (5, 1), (1, 3), (8, 2)][: 4 + (tensor is w)]:
             with torch.no_grad():
                 tensor[index] += eps
-                up = LinearCrossEntropy.apply(h, w, t, -100)
+                up = linear_cross_entropy(h, w, t, chunk_rows=chunk_rows)
                 tensor[index] -= 2 * eps
-                down = LinearCrossEntropy.apply(h, w, t, -100)
+                down = linear_cross_entropy(h, w, t, chunk_rows=chunk_rows)
                 tensor[index] += eps
             assert abs((up - down).item() / (2 * eps) - tensor.grad[index].item()) < 1e-7
     assert h.grad[1].abs().max() == 0  # the ignored row gets no gradient
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 5, 1000])
+def test_fused_loss_in_chunks_matches_cross_entropy(chunk_rows):
+    torch.manual_seed(5)
+    h = torch.randn(23, 6, requires_grad=True)
+    w = torch.randn(13, 6, requires_grad=True)
+    t = torch.randint(0, 13, (23,))
+    t[[0, 7, 22]] = -100
+    linear_cross_entropy(h, w, t, chunk_rows=chunk_rows).mul(3.0).backward()  # a scaled upstream gradient
+    got = h.grad.clone(), w.grad.clone()
+    h.grad = w.grad = None
+    F_loss = torch.nn.functional.cross_entropy(h @ w.t(), t, ignore_index=-100)
+    F_loss.mul(3.0).backward()
+    torch.testing.assert_close(got[0], h.grad)
+    torch.testing.assert_close(got[1], w.grad)
+    torch.testing.assert_close(linear_cross_entropy(h, w, t, chunk_rows=chunk_rows), F_loss)
 
 
 def test_fused_loss_edge_cases():
@@ -173,10 +191,17 @@ def test_fused_loss_edge_cases():
     x = torch.randint(0, 11, (2, 8))
     nothing = torch.full((2, 8), -100)
     assert torch.isnan(model.loss(x, nothing)) and torch.isnan(_plain_loss(model, x, nothing))  # as F.cross_entropy
-    loss = model.loss(x, torch.randint(0, 11, (2, 8)))
-    loss.backward(retain_graph=True)
-    with pytest.raises(RuntimeError, match="one backward pass"):
-        loss.backward()
+    y = torch.randint(0, 11, (2, 8))
+    loss = model.loss(x, y)
+    loss.backward(retain_graph=True)  # a second backward pass adds the same gradients again
+    once = {n: p.grad.clone() for n, p in model.named_parameters()}
+    loss.backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, 2 * once[name], msg=name)
+    with torch.no_grad():  # evaluation: the loss alone, no gradient work, no graph
+        evaluated = model.loss(x, y)
+    assert not evaluated.requires_grad
+    torch.testing.assert_close(evaluated, loss.detach())
 
 
 def test_loss_falls_back_to_the_plain_way_for_a_hooked_or_adapted_head():
