@@ -5,9 +5,12 @@
     python -m benchmarks.bench_model --device cuda       # tokens/s and MFU in bf16 on a GPU
 
 One training step is forward + backward + an AdamW step, with the same optimiser settings for every
-model, so the ratio measures the models. Each model is measured in its own child process (so that
-peak memory is that model's alone), and the children alternate, several rounds each, so that a
-change in the machine's load hits both sides alike. The ratio is the median of the per-round ratios.
+model, so the ratio measures the models. Each model trains in a child process of its own (its own
+allocator, as when it trains alone, and its own peak memory). On the CPU the children take turns of a
+few steps, many rounds, while the others wait, so that a change in the machine's speed (shared virtual
+machines drift by 10-30 % within minutes) hits all of them alike; the speed ratio is the median of the
+per-round ratios. (Training the models in one process instead would let them reuse each other's freed
+memory, which changes their speed.)
 """
 
 from __future__ import annotations
@@ -91,6 +94,37 @@ def worker(kind: str, cfg: dict, batch: int, steps: int, warmup: int, device: st
     return {"kind": kind, "tokens_per_s": batch * T / step, "step_s": step, "peak_bytes": peak, "params": n_params}
 
 
+def serve(kind: str, cfg: dict, batch: int, warmup: int, device: str, nanogpt: str | None) -> None:
+    """Child process: build one model, then run steps on request. Reads ``N`` (run N steps, answer the seconds
+    per step) or ``memory`` (answer the peak RSS growth in bytes) from stdin, one per line, until it closes."""
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    model = _build(kind, cfg, nanogpt).to(dev).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
+    T = cfg["block_size"]
+    x = torch.randint(0, cfg["vocab_size"], (batch, T + 1), device=dev)
+    x, y = x[:, :-1].contiguous(), x[:, 1:].contiguous()
+
+    def step() -> None:
+        _loss(kind, model, x, y).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):
+        step()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "memory":
+            print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base_rss, flush=True)
+            continue
+        n = int(line)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            step()
+        print((time.perf_counter() - t0) / n, flush=True)
+
+
 def _child(kind: str, args: argparse.Namespace, cfg: dict, batch: int) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.bench_model", "--child", kind, "--config", json.dumps(cfg),
            "--batch", str(batch), "--steps", str(args.steps), "--warmup", str(args.warmup),
@@ -114,13 +148,18 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=30, help="CPU: rounds of turns")
+    ap.add_argument("--per-turn", type=int, default=2, help="CPU: steps per model per turn")
     ap.add_argument("--nanogpt", help="path to nanoGPT's model.py, to add it to the comparison")
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense bf16 peak (H100 SXM: 989)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--serve", help=argparse.SUPPRESS)
     ap.add_argument("--config", help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.serve:
+        serve(args.serve, json.loads(args.config), args.batch, args.warmup, args.device, args.nanogpt)
+        return
     if args.child:
         cfg = json.loads(args.config)
         print(json.dumps(worker(args.child, cfg, args.batch, args.steps, args.warmup, args.device, args.nanogpt)))
@@ -139,23 +178,48 @@ def main() -> None:
         return
 
     kinds = ["ours", "hf"] + (["nanogpt"] if args.nanogpt else [])
-    results: dict[str, list[dict]] = {k: [] for k in kinds}
-    for _ in range(args.rounds):
-        for kind in kinds:
-            results[kind].append(_child(kind, args, CPU_CONFIG, args.batch))
-    med = {k: {m: statistics.median(r[m] for r in rs) for m in ("tokens_per_s", "peak_bytes")} for k, rs in results.items()}
-    # The speed ratio is taken per round (the two children ran one after the other) and then the median
-    # over rounds, so that a slow spell of the machine shifts both sides of a ratio alike.
-    ratios = {k: sorted(o["tokens_per_s"] / r["tokens_per_s"] for o, r in zip(results["ours"], rs))
-              for k, rs in results.items()}
-    print(f"Training, config {CPU_CONFIG}, batch {args.batch}x{CPU_CONFIG['block_size']}, "
-          f"CPU, {args.threads} threads, {args.rounds} rounds x {args.steps} steps\n")
-    print("| model | tokens/s (median) | ours vs it: median of per-round ratios [lowest, highest] "
+    children = {}
+    for kind in kinds:  # started one after another, so that their warm-up steps do not overlap
+        cmd = [sys.executable, "-m", "benchmarks.bench_model", "--serve", kind, "--config", json.dumps(CPU_CONFIG),
+               "--batch", str(args.batch), "--warmup", str(args.warmup), "--device", args.device,
+               "--threads", str(args.threads)] + (["--nanogpt", args.nanogpt] if args.nanogpt else [])
+        children[kind] = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for line in children[kind].stdout:  # (a model may print while it is built)
+            if line.strip() == "ready":
+                break
+        else:
+            raise RuntimeError(f"the {kind} child did not start")
+
+    def ask(kind: str, request: str) -> float:
+        child = children[kind]
+        child.stdin.write(request + "\n")
+        child.stdin.flush()
+        return float(child.stdout.readline())
+
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    try:
+        for _ in range(args.rounds):
+            for kind in kinds:
+                times[kind].append(ask(kind, str(args.per_turn)))
+        peak = {k: ask(k, "memory") for k in kinds}
+    finally:
+        for child in children.values():
+            child.stdin.close()
+            child.wait(timeout=60)
+    tokens = args.batch * CPU_CONFIG["block_size"]
+    speed = {k: tokens / statistics.median(ts) for k, ts in times.items()}
+    # Each round's ratio compares turns a second or two apart; the median over rounds leaves out the
+    # rounds in which the machine changed speed between two turns.
+    ratios = {k: sorted(t / o for o, t in zip(times["ours"], ts)) for k, ts in times.items()}
+    print(f"Training, config {CPU_CONFIG}, batch {args.batch}x{CPU_CONFIG['block_size']}, CPU, {args.threads} "
+          f"threads, {args.rounds} rounds of {args.per_turn}-step turns\n")
+    print("| model | tokens/s (median) | ours vs it: median of per-round ratios [10th, 90th percentile] "
           "| peak memory (RSS growth) | ours vs it |\n|---|---|---|---|---|")
     for k in kinds:
         r = ratios[k]
-        print(f"| {k} | {med[k]['tokens_per_s']:,.0f} | {statistics.median(r):.2f}x [{r[0]:.2f}, {r[-1]:.2f}] "
-              f"| {med[k]['peak_bytes'] / 2**20:,.0f} MiB | {med['ours']['peak_bytes'] / max(med[k]['peak_bytes'], 1):.2f}x |")
+        lo, hi = r[len(r) // 10], r[-1 - len(r) // 10]
+        print(f"| {k} | {speed[k]:,.0f} | {statistics.median(r):.2f}x [{lo:.2f}, {hi:.2f}] "
+              f"| {peak[k] / 2**20:,.0f} MiB | {peak['ours'] / max(peak[k], 1):.2f}x |")
 
 
 if __name__ == "__main__":
