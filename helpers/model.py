@@ -144,8 +144,8 @@ class LinearCrossEntropy(torch.autograd.Function):
             rows = slice(start, min(start + chunk, n))
             h_c, safe_c, valid_c = h[rows], safe[rows, None], valid[rows, None]
             logp = torch.log_softmax(h_c @ weight.t(), dim=1)  # (rows, V); the logits are freed at once
-            picked = logp.gather(1, safe_c)
-            total += (picked.sum() if all_valid else torch.where(valid_c, picked, 0.0).sum()).to(total.dtype)
+            picked = logp.gather(1, safe_c).to(total.dtype)  # summed in float32 even for a bf16 model
+            total += picked.sum() if all_valid else torch.where(valid_c, picked, 0.0).sum()
             if not (need_h or need_w):
                 continue
             g = logp.exp_()  # the softmax, in place
