@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import math
 import time
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-# TorchDispatchMode sees every tensor an operation creates; PyTorch's own FLOP counter and memory
-# trackers are built on it. It is the one way to measure peak tensor memory on a CPU.
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
+from helpers.memory import peak_tensor_bytes
 from helpers.model import GPT, GPTConfig
 from helpers.runtime import pick_device, synchronize
 
@@ -185,45 +180,6 @@ def fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.
 
 
 ATTENTION = {"naive": naive_attention, "fused": fused_attention}
-
-
-class _LiveTensorBytes(TorchDispatchMode):
-    """Tracks the bytes of tensor storage created inside the ``with`` block and still alive; keeps the peak."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.current = 0
-        self.peak = 0
-        self._alive: set[int] = set()
-
-    def _freed(self, key: int, nbytes: int) -> None:
-        self.current -= nbytes
-        self._alive.discard(key)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        # outputs that share an input's storage are views: nothing new was allocated
-        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
-        for t in tree_flatten(out)[0]:
-            if not isinstance(t, torch.Tensor):
-                continue
-            storage = t.untyped_storage()
-            key, nbytes = storage.data_ptr(), storage.nbytes()
-            if nbytes == 0 or key in inputs or key in self._alive:
-                continue
-            self._alive.add(key)
-            self.current += nbytes
-            self.peak = max(self.peak, self.current)
-            weakref.finalize(storage, self._freed, key, nbytes)  # runs when the storage is freed
-        return out
-
-
-def peak_tensor_bytes(fn: Callable[..., object], *args: object) -> tuple[object, int]:
-    """Run ``fn(*args)``; return its result and the peak bytes of tensors it had alive at once."""
-    tracker = _LiveTensorBytes()
-    with tracker:
-        result = fn(*args)
-    return result, tracker.peak
 
 
 def attention_cost(seq_lens: Sequence[int], implementation: str = "naive", n_head: int = 4, head_dim: int = 16,

@@ -1,6 +1,6 @@
-"""How much memory one training step needs, counted tensor by tensor.
+"""How much memory one training step needs: counted tensor by tensor, and measured.
 
-Training holds four kinds of tensors at once:
+Training holds four kinds of tensors:
 
 - parameters: every weight, trainable or frozen (they all take part in the forward pass);
 - gradients: one per *trainable* parameter, same size;
@@ -9,24 +9,33 @@ Training holds four kinds of tensors at once:
   until backward has used them. They grow with batch size x sequence length, not with the
   number of trainable parameters.
 
-On a CPU, process-level numbers (RSS) mix all of this with the allocator's caching and whatever
-else the process did, so ``training_memory`` counts instead: parameters, gradients and optimizer
-state from the parameters' sizes, and activations by *watching* the forward pass with
-``torch.autograd.graph.saved_tensors_hooks``, which sees every tensor autograd keeps. Each storage
-is counted once (views share one), and storages that belong to parameters are not counted again.
-Temporary workspace that dies inside one operation is not included, so this is the floor a step
-cannot go below. On CUDA the same function also runs two real steps (with lr=0, so the weights
-stay as they are) and reports ``torch.cuda.max_memory_allocated`` (``cuda_peak``), which includes
-that workspace.
+``training_memory`` reports both views:
+
+- **counted**: parameters, gradients and optimizer state from the parameters' sizes, and the
+  activations by *watching* one forward pass with ``torch.autograd.graph.saved_tensors_hooks``,
+  which sees every tensor autograd keeps (each storage once; parameters are not counted again).
+  ``total`` is their sum: what a step would hold if all of it were alive at one moment. It is not
+  exactly the peak: backward frees each saved activation once it has used it while the gradients
+  appear, so full training peaks lower than the sum, and the workspace of the largest operation
+  (never saved) can push a step above it.
+- **measured** (``peak``): two real training steps with ``lr = 0`` (the weights stay as they are).
+  On CUDA, ``torch.cuda.max_memory_allocated``. Elsewhere PyTorch keeps no peak counter, so
+  ``LiveTensorBytes`` (a ``TorchDispatchMode``, the mechanism PyTorch's own memory trackers use)
+  sees every tensor each operation creates, adds its bytes while the storage lives and keeps the
+  highest sum. Parameters and buffers, which exist before the step, are added to it. Process-level
+  figures (RSS) also include the allocator's caching, so they are rougher than either.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 #: Optimizer state tensors kept per trainable parameter.
 OPTIMIZER_STATES = {"adamw": 2, "adam": 2, "sgd": 0, "sgd_momentum": 1}
@@ -34,24 +43,68 @@ OPTIMIZER_STATES = {"adamw": 2, "adam": 2, "sgd": 0, "sgd_momentum": 1}
 
 @dataclass
 class MemoryReport:
-    """Bytes that one training step holds at once, by kind."""
+    """Bytes that one training step holds, by kind (counted), and its measured peak."""
 
     parameters: int
     gradients: int
     optimizer_state: int
     activations: int
-    cuda_peak: int | None = None  # measured on CUDA (max_memory_allocated), else None
+    peak: int | None = None  # measured over real steps; None when not measured
+    peak_source: str | None = None  # "cuda allocator" or "live tensors"
 
     @property
     def total(self) -> int:
+        """The counted sum of the four kinds."""
         return self.parameters + self.gradients + self.optimizer_state + self.activations
 
     def as_row(self) -> dict[str, float]:
         """The report in MB (10**6 bytes), for tables."""
         row = {k: getattr(self, k) / 1e6 for k in ("parameters", "gradients", "optimizer_state", "activations", "total")}
-        if self.cuda_peak is not None:
-            row["cuda_peak"] = self.cuda_peak / 1e6
+        if self.peak is not None:
+            row["peak"] = self.peak / 1e6
         return row
+
+
+class LiveTensorBytes(TorchDispatchMode):
+    """Inside ``with LiveTensorBytes() as t:``, ``t.current`` is the bytes of the tensor storage
+    created in the block and still alive, and ``t.peak`` the highest value it reached.
+
+    Views share their input's storage and count nothing; a storage counts until it is freed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.current = 0
+        self.peak = 0
+        self._alive: set[int] = set()
+
+    def _freed(self, key: int, nbytes: int) -> None:
+        self.current -= nbytes
+        self._alive.discard(key)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor):
+                continue
+            storage = t.untyped_storage()
+            key, nbytes = storage.data_ptr(), storage.nbytes()
+            if nbytes == 0 or key in inputs or key in self._alive:
+                continue
+            self._alive.add(key)
+            self.current += nbytes
+            self.peak = max(self.peak, self.current)
+            weakref.finalize(storage, self._freed, key, nbytes)  # runs when the storage is freed
+        return out
+
+
+def peak_tensor_bytes(fn: Callable[..., object], *args: object) -> tuple[object, int]:
+    """Run ``fn(*args)``; return its result and the peak bytes of tensors it had alive at once."""
+    tracker = LiveTensorBytes()
+    with tracker:
+        result = fn(*args)
+    return result, tracker.peak
 
 
 def _storage_key(t: torch.Tensor) -> tuple:
@@ -63,6 +116,7 @@ def saved_activation_bytes(loss_fn: Callable[[], torch.Tensor], exclude: list[to
     """Bytes of the distinct storages autograd saves while ``loss_fn()`` runs its forward pass.
 
     Storages of the ``exclude`` tensors (the parameters) are left out; the graph is discarded.
+    Under activation checkpointing the checkpointed regions save nothing here (they recompute).
     """
     skip = {_storage_key(t) for t in exclude}
     seen: dict[tuple, int] = {}
@@ -79,11 +133,13 @@ def saved_activation_bytes(loss_fn: Callable[[], torch.Tensor], exclude: list[to
     return sum(seen.values())
 
 
-def training_memory(model: nn.Module, loss_fn: Callable[[], torch.Tensor], optimizer: str = "adamw") -> MemoryReport:
-    """Count the memory of one training step of ``model`` whose loss ``loss_fn()`` computes.
+def training_memory(model: nn.Module, loss_fn: Callable[[], torch.Tensor], optimizer: str = "adamw",
+                    measure: bool = True) -> MemoryReport:
+    """Count, and with ``measure`` also measure, the memory of a training step of ``model``.
 
-    ``loss_fn`` must run a forward pass of ``model`` (e.g. ``lambda: model.loss(x, y)``). The model's
-    weights are not changed (on CUDA its ``.grad`` fields are cleared). See the module docstring for what is counted and why.
+    ``loss_fn`` must run a forward pass of ``model`` (e.g. ``lambda: model.loss(x, y)``). The
+    model's weights are not changed and its ``.grad`` fields are cleared. See the module docstring
+    for what is counted and measured.
     """
     if optimizer not in OPTIMIZER_STATES:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZER_STATES)}, got {optimizer!r}")
@@ -98,24 +154,41 @@ def training_memory(model: nn.Module, loss_fn: Callable[[], torch.Tensor], optim
         optimizer_state=OPTIMIZER_STATES[optimizer] * nbytes(trainable),
         activations=saved_activation_bytes(loss_fn, exclude=params + list(model.buffers())),
     )
-    device = params[0].device
-    if device.type == "cuda":
-        report.cuda_peak = _cuda_peak(model, loss_fn, optimizer)
+    if measure:
+        if params[0].device.type == "cuda":
+            report.peak, report.peak_source = _cuda_peak(model, loss_fn, optimizer), "cuda allocator"
+        else:
+            report.peak, report.peak_source = report.parameters + _live_peak(model, loss_fn, optimizer), "live tensors"
     return report
 
 
-def _cuda_peak(model: nn.Module, loss_fn: Callable[[], torch.Tensor], optimizer: str) -> int:
-    """Measured CUDA bytes of a real step: parameters + the peak of the second of two steps.
-
-    The optimizer runs with lr=0, so the weights do not change; gradients are cleared afterwards.
-    The first step creates the optimizer state, the second is measured (its peak includes it).
-    """
-    device = next(model.parameters()).device
+def _still_optimizer(model: nn.Module, optimizer: str) -> torch.optim.Optimizer:
+    """The optimizer with lr=0: it builds its state like a real one but leaves the weights alone."""
     trainable = [p for p in model.parameters() if p.requires_grad]
     if optimizer in ("adamw", "adam"):
-        opt = torch.optim.AdamW(trainable, lr=0.0)
-    else:
-        opt = torch.optim.SGD(trainable, lr=0.0, momentum=0.9 if optimizer == "sgd_momentum" else 0.0)
+        return torch.optim.AdamW(trainable, lr=0.0)
+    return torch.optim.SGD(trainable, lr=0.0, momentum=0.9 if optimizer == "sgd_momentum" else 0.0)
+
+
+def _live_peak(model: nn.Module, loss_fn: Callable[[], torch.Tensor], optimizer: str) -> int:
+    """Peak bytes of the tensors two real steps create (gradients, optimizer state, activations,
+    workspace), tracked by ``LiveTensorBytes``."""
+    opt = _still_optimizer(model, optimizer)
+    model.zero_grad(set_to_none=True)
+    tracker = LiveTensorBytes()
+    with tracker:
+        for _ in range(2):  # the first step creates the optimizer state, the second runs with it
+            loss_fn().backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    del opt
+    return tracker.peak
+
+
+def _cuda_peak(model: nn.Module, loss_fn: Callable[[], torch.Tensor], optimizer: str) -> int:
+    """Measured CUDA bytes of a real step: parameters + the peak of the second of two steps."""
+    device = next(model.parameters()).device
+    opt = _still_optimizer(model, optimizer)
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     model.zero_grad(set_to_none=True)
     torch.cuda.synchronize(device)

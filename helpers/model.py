@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass
@@ -259,6 +260,7 @@ class GPT(nn.Module):
         )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # tied: one matrix reads and writes tokens
+        self._gradient_checkpointing = False
         self.apply(self._init_weights)
         # GPT-2 scales the residual projections so the residual stream does not grow with depth
         for name, p in self.named_parameters():
@@ -275,6 +277,19 @@ class GPT(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.transformer.wte.weight.device
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        """Activation (gradient) checkpointing: when True, training forward passes keep only each
+        block's input and recompute the block's activations during backward. Same gradients, far
+        fewer saved activations, about one extra forward pass of compute."""
+        return self._gradient_checkpointing
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, enabled: bool) -> None:
+        if not isinstance(enabled, bool):
+            raise ValueError(f"gradient_checkpointing must be True or False, got {enabled!r}")
+        self._gradient_checkpointing = enabled
 
     def new_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> KVCache:
         """An empty KV cache for ``batch_size`` sequences on the model's device."""
@@ -315,8 +330,12 @@ class GPT(nn.Module):
         start = cache.pos if cache is not None else 0
         pos = torch.arange(start, start + T, device=idx.device)  # (T,)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        recompute = self._gradient_checkpointing and cache is None and self.training and torch.is_grad_enabled()
         for block in self.transformer.h:
-            x = block(x, cache)
+            if recompute:  # keep x only; backward runs the block again (same dropout masks: RNG state is kept)
+                x = checkpoint(block, x, None, use_reentrant=False)
+            else:
+                x = block(x, cache)
         if cache is not None:
             cache.pos += T
         return self.transformer.ln_f(x)

@@ -1,0 +1,122 @@
+"""Training memory measured over real steps, and activation checkpointing in the GPT."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+from helpers.lora import apply_lora
+from helpers.memory import LiveTensorBytes, peak_tensor_bytes, training_memory
+from helpers.model import GPT, GPTConfig
+
+CFG = GPTConfig(n_layer=3, n_head=2, n_embd=32, vocab_size=64, block_size=32, dropout=0.1)
+
+
+def _gpt(seed: int = 0) -> GPT:
+    torch.manual_seed(seed)
+    return GPT(CFG).train()
+
+
+def _idx(batch: int = 4) -> torch.Tensor:
+    return torch.randint(0, CFG.vocab_size, (batch, CFG.block_size), generator=torch.Generator().manual_seed(0))
+
+
+def test_live_tensor_bytes_follows_allocations_and_frees():
+    x = torch.randn(1000)
+    with LiveTensorBytes() as t:
+        a = x * 2
+        assert t.current == 4000
+        b = a.view(10, 100)  # a view allocates nothing
+        assert t.current == 4000
+        c = a + 1
+        assert t.current == 8000
+        del a, b
+        assert t.current == 4000  # a's storage died with its last view
+        del c
+    assert t.current == 0 and t.peak == 8000
+    _, peak = peak_tensor_bytes(lambda: torch.ones(10) * torch.ones(10))
+    assert peak == 2 * 40 + 40  # two inputs built inside, plus the product
+
+
+def test_measured_peak_of_a_linear_layer_holds_weights_gradients_and_adam_state():
+    layer = nn.Linear(256, 128, bias=False)
+    x = torch.randn(4, 256)
+    report = training_memory(layer, lambda: layer(x).sum())
+    w = 256 * 128 * 4
+    assert report.peak_source == "live tensors"
+    # at the second optimizer step weight, gradient and both moments exist at once, and AdamW's
+    # update builds its denominator sqrt(v) / c + eps in up to two weight-sized temporaries
+    assert 4 * w <= report.peak <= 6 * w + 1024
+    assert report.as_row()["peak"] == report.peak / 1e6
+    assert training_memory(layer, lambda: layer(x).sum(), measure=False).peak is None
+
+
+def test_measuring_leaves_weights_and_grads_untouched():
+    model = _gpt()
+    before = copy.deepcopy(model.state_dict())
+    training_memory(model, lambda: model.loss(_idx(), _idx()))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_measured_peak_sees_backward_and_shows_what_lora_saves():
+    x = _idx(8)
+    full = _gpt()
+    lora = apply_lora(_gpt(), rank=2, alpha=4, targets="c_attn")
+    r_full = training_memory(full, lambda: full.loss(x, x))
+    r_lora = training_memory(lora, lambda: lora.loss(x, x))
+    # gradients and AdamW moments are created during backward and the optimizer step: seen
+    assert r_full.peak > r_full.parameters + r_full.gradients + r_full.optimizer_state
+    assert r_lora.peak < r_full.peak
+    assert r_full.peak - r_lora.peak > 0.5 * (r_full.gradients + r_full.optimizer_state)
+
+
+@pytest.mark.parametrize("targets", [None, "c_attn"])
+def test_checkpointing_gives_the_same_gradients_with_dropout(targets):
+    plain = _gpt()
+    if targets:
+        apply_lora(plain, rank=2, alpha=4, targets=targets, dropout=0.1)
+    ckpt = copy.deepcopy(plain)
+    ckpt.gradient_checkpointing = True
+    x = _idx()
+    torch.manual_seed(5)
+    loss_plain = plain.loss(x, x)
+    loss_plain.backward()
+    torch.manual_seed(5)
+    loss_ckpt = ckpt.loss(x, x)
+    loss_ckpt.backward()
+    assert torch.equal(loss_plain, loss_ckpt)
+    grads = [(n, p.grad, q.grad) for (n, p), q in zip(plain.named_parameters(), ckpt.parameters()) if p.requires_grad]
+    assert grads and all(torch.equal(a, b) for _, a, b in grads)
+
+
+def test_checkpointing_cuts_saved_activations_and_the_measured_peak():
+    x = _idx(8)
+    plain = _gpt()
+    ckpt = copy.deepcopy(plain)
+    ckpt.gradient_checkpointing = True
+    r_plain = training_memory(plain, lambda: plain.loss(x, x))
+    r_ckpt = training_memory(ckpt, lambda: ckpt.loss(x, x))
+    assert r_ckpt.activations < 0.5 * r_plain.activations  # the blocks save nothing: they recompute
+    assert r_ckpt.peak < r_plain.peak
+
+
+def test_checkpointing_is_off_outside_training_and_validated():
+    model = _gpt()
+    model.gradient_checkpointing = True
+    x = _idx()
+    model.eval()
+    with torch.no_grad():
+        ref = model(x)
+    model.gradient_checkpointing = False
+    with torch.no_grad():
+        assert torch.equal(ref, model(x))
+    cache = model.new_cache(1)
+    model.gradient_checkpointing = True
+    model.train()
+    with torch.no_grad():
+        model(x[:1, :4], cache)  # generation with a KV cache never checkpoints
+    assert cache.pos == 4
+    with pytest.raises(ValueError, match="gradient_checkpointing must be True or False, got 'yes'"):
+        model.gradient_checkpointing = "yes"
