@@ -1,17 +1,24 @@
 """Memory and time of LoRA vs full fine-tuning, and size vs loss of the quantised base model.
 
-    python -m benchmarks.bench_adaptation                 # CPU, 2 threads, batch 8 x 256 tokens
-    python -m benchmarks.bench_adaptation --batch 4       # another fine-tuning batch
-    python -m benchmarks.bench_adaptation --device cuda   # adds torch.cuda.max_memory_allocated
+    python -m benchmarks.bench_adaptation                 # CPU, 2 threads, 8 windows x 128 tokens
+    python -m benchmarks.bench_adaptation --batch 4 --seq 256
+    python -m benchmarks.bench_adaptation --device cuda   # the peak from torch.cuda.max_memory_allocated
 
 Part 1 trains a GPT of about 10M parameters (6 layers, 6 heads, width 384, context 256, vocab 2048)
-with AdamW: fully, and with LoRA r=8 (alpha 16) on c_attn only and on every linear of the blocks.
-Memory is counted with ``helpers.memory.training_memory`` (parameters + gradients + optimizer state
-+ the activations autograd saves, watched with saved_tensors_hooks); as a cross-check each method
-runs in its own child process and reports how much its peak RSS grew over a few real steps
-(RSS includes allocator caching, so it is the rougher number). Time per step is the median over
-the real steps, the methods alternating over several rounds. A second table counts memory at several batch sizes: the activations grow with the
-batch and LoRA does not shrink them, so the LoRA / full ratio rises with the batch.
+with AdamW: fully, and with LoRA r=8 (alpha 16) on c_attn only and on every linear of the blocks,
+each with and without activation checkpointing (``GPT.gradient_checkpointing``). The default step
+is 8 windows of 128 tokens, the tokens per step notebook 11 fine-tunes with.
+
+Memory, per method, in a child process of its own:
+- **peak**, measured over two real steps by ``helpers.memory.training_memory``: on CUDA the
+  allocator's peak, on a CPU the highest sum of live tensor bytes (every tensor the step creates:
+  gradients, AdamW state, saved activations, workspace) plus the parameters;
+- **counted**: parameters + gradients + AdamW state + the activations autograd saves (their sum,
+  as if all were alive at once);
+- **RSS growth** of the process over the real steps (includes the allocator's caching: rougher).
+Time per step is the median over the real steps, the methods alternating over several rounds.
+A second table measures the peak ratio at several batch sizes: LoRA does not shrink activations,
+so without checkpointing the ratio rises with the tokens per step.
 
 Part 2 quantises the shipped base model (if present) and reports size and English validation
 loss for fp32, bf16, int8 per tensor / per channel, int4 group-wise and PyTorch's dynamic int8.
@@ -39,101 +46,114 @@ METHODS = {
 }
 
 
-def _model(method: str, device: str) -> torch.nn.Module:
+def _model(method: str, checkpointing: bool, device: str) -> torch.nn.Module:
     from helpers.lora import apply_lora
     from helpers.model import GPT, GPTConfig
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(**CONFIG)).to(device).train()
+    model.gradient_checkpointing = checkpointing
     targets = METHODS[method]
     if targets is not None:
         apply_lora(model, rank=8, alpha=16, targets=targets)
     return model
 
 
-def _batch(batch: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(batch: int, seq: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    seq = torch.randint(0, CONFIG["vocab_size"], (batch, CONFIG["block_size"] + 1), generator=g)
-    return seq[:, :-1].contiguous().to(device), seq[:, 1:].contiguous().to(device)
+    tokens = torch.randint(0, CONFIG["vocab_size"], (batch, seq + 1), generator=g)
+    return tokens[:, :-1].contiguous().to(device), tokens[:, 1:].contiguous().to(device)
 
 
-def worker(method: str, batch: int, steps: int, warmup: int, device: str) -> dict:
-    """One method in a fresh process: counted memory, RSS growth and time per step."""
+def worker(method: str, checkpointing: bool, args: argparse.Namespace) -> dict:
+    """One method in a fresh process: measured peak, counted memory, RSS growth and time per step."""
     from helpers.lora import trainable_parameters
     from helpers.memory import training_memory
 
-    model = _model(method, device)
-    x, y = _batch(batch, device)
+    model = _model(method, checkpointing, args.device)
+    x, y = _batch(args.batch, args.seq, args.device)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     report = training_memory(model, lambda: model.loss(x, y))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.1)
     times = []
-    for i in range(warmup + steps):
+    for i in range(args.warmup + args.steps):
         t0 = time.perf_counter()
         model.loss(x, y).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if device.startswith("cuda"):
+        if args.device.startswith("cuda"):
             torch.cuda.synchronize()
-        if i >= warmup:
+        if i >= args.warmup:
             times.append(time.perf_counter() - t0)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base_rss
-    return {"method": method, "trainable": trainable_parameters(model).trainable,
-            "total": trainable_parameters(model).total, "counted": report.as_row(), "cuda_peak": report.cuda_peak,
+    counts = trainable_parameters(model)
+    return {"method": method, "checkpointing": checkpointing, "trainable": counts.trainable, "total": counts.total,
+            "counted": report.as_row(), "peak": report.peak, "peak_source": report.peak_source,
             "rss_growth": rss, "step_s": statistics.median(times)}
 
 
-def _child(method: str, args: argparse.Namespace) -> dict:
+def _child(method: str, checkpointing: bool, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.bench_adaptation", "--child", method, "--batch", str(args.batch),
-           "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device,
-           "--threads", str(args.threads)]
+           "--seq", str(args.seq), "--steps", str(args.steps), "--warmup", str(args.warmup),
+           "--device", args.device, "--threads", str(args.threads)]
+    if checkpointing:
+        cmd.append("--checkpointing")
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def memory_table(args: argparse.Namespace) -> None:
-    runs: dict[str, list[dict]] = {m: [] for m in METHODS}
+    variants = [(m, ck) for ck in (False, True) for m in METHODS]
+    runs: dict[tuple, list[dict]] = {v: [] for v in variants}
     for _ in range(args.rounds):  # alternate the methods, so a change in machine load hits all alike
-        for m in METHODS:
-            runs[m].append(_child(m, args))
-    rows = []
-    for rs in runs.values():
-        row = dict(rs[0])
+        for v in variants:
+            runs[v].append(_child(*v, args))
+    rows = {}
+    for v, rs in runs.items():
+        row = dict(rs[0])  # the memory figures are the same in every round; time and RSS are not
         row["step_s"] = statistics.median(r["step_s"] for r in rs)
         row["rss_growth"] = statistics.median(r["rss_growth"] for r in rs)
-        rows.append(row)
-    full = rows[0]
-    tokens = args.batch * CONFIG["block_size"]
-    print(f"### LoRA vs full fine-tuning: GPT {full['total'] / 1e6:.1f}M parameters {CONFIG}, AdamW, "
-          f"batch {args.batch} x {CONFIG['block_size']} = {tokens} tokens, {args.device}, {args.threads} threads, "
+        rows[v] = row
+    first = rows[variants[0]]
+    print(f"### LoRA vs full fine-tuning: GPT {first['total'] / 1e6:.1f}M parameters {CONFIG}, AdamW, "
+          f"{args.batch} windows x {args.seq} tokens = {args.batch * args.seq} tokens per step, {args.device}, "
+          f"{args.threads} threads; peak measured by {first['peak_source']}; "
           f"time: median of {args.rounds} rounds x {args.steps} steps\n")
-    cuda = args.device.startswith("cuda")
-    head = "| method | trainable | params | grads | AdamW state | activations | counted total | vs full |"
-    head += " cuda peak | vs full |" if cuda else " RSS growth | vs full |"
-    print(head + " time/step | vs full |")
-    print("|---" * (head.count("|") + 1) + "|")
-    for r in rows:
+    head = ("| method | checkpointing | trainable | peak | vs full | counted (params + grads + AdamW + activations) "
+            "| vs full | RSS growth | vs full | time/step | vs full |")
+    print(head)
+    print("|---" * (head.count("|") - 1) + "|")
+    for (method, ck), r in rows.items():
+        full = rows[("full fine-tuning", ck)]
         c, f = r["counted"], full["counted"]
-        measured, ref = (r["cuda_peak"], full["cuda_peak"]) if cuda else (r["rss_growth"], full["rss_growth"])
-        print(f"| {r['method']} | {r['trainable']:,} ({r['trainable'] / r['total']:.2%}) | {c['parameters']:.0f} MB "
-              f"| {c['gradients']:.1f} MB | {c['optimizer_state']:.1f} MB | {c['activations']:.0f} MB "
-              f"| {c['total']:.0f} MB | {c['total'] / f['total']:.2f}x | {measured / 1e6:.0f} MB "
-              f"| {measured / max(ref, 1):.2f}x | {r['step_s'] * 1e3:.0f} ms | {r['step_s'] / full['step_s']:.2f}x |")
+        print(f"| {method} | {'yes' if ck else 'no'} | {r['trainable']:,} ({r['trainable'] / r['total']:.2%}) "
+              f"| {r['peak'] / 1e6:.0f} MB | **{r['peak'] / full['peak']:.2f}x** "
+              f"| {c['total']:.0f} MB ({c['parameters']:.0f} + {c['gradients']:.1f} + {c['optimizer_state']:.1f} + "
+              f"{c['activations']:.0f}) | {c['total'] / f['total']:.2f}x "
+              f"| {r['rss_growth'] / 1e6:.0f} MB | {r['rss_growth'] / max(full['rss_growth'], 1):.2f}x "
+              f"| {r['step_s'] * 1e3:.0f} ms | {r['step_s'] / full['step_s']:.2f}x |")
 
 
-def batch_table(device: str, batches: list[int]) -> None:
+def batch_table(args: argparse.Namespace, batches: list[int]) -> None:
     from helpers.memory import training_memory
 
-    print("\n### Counted memory vs batch size (windows of 256 tokens)\n")
-    print("| batch | full: activations | full total | LoRA c_attn total | ratio | LoRA attn+mlp total | ratio |")
-    print("|---|---|---|---|---|---|---|")
-    models = {m: _model(m, device) for m in METHODS}
+    print(f"\n### Measured peak vs batch size (windows of {args.seq} tokens); LoRA / full fine-tuning\n")
+    print("| batch | tokens | full peak | LoRA c_attn | ratio | LoRA attn+mlp | ratio "
+          "| full peak, checkpointing | LoRA c_attn | ratio | LoRA attn+mlp | ratio |")
+    print("|---" * 12 + "|")
     for b in batches:
-        x, y = _batch(b, device)
-        rep = {m: training_memory(model, lambda model=model, x=x, y=y: model.loss(x, y)) for m, model in models.items()}
-        full, a, b2 = rep["full fine-tuning"], rep["LoRA r=8, c_attn"], rep["LoRA r=8, attn+mlp"]
-        print(f"| {b} | {full.activations / 1e6:.0f} MB | {full.total / 1e6:.0f} MB | {a.total / 1e6:.0f} MB | "
-              f"{a.total / full.total:.2f}x | {b2.total / 1e6:.0f} MB | {b2.total / full.total:.2f}x |")
+        x, y = _batch(b, args.seq, args.device)
+        cells = []
+        for ck in (False, True):
+            peak = {}
+            for m in METHODS:
+                model = _model(m, ck, args.device)
+                peak[m] = training_memory(model, lambda model=model, x=x, y=y: model.loss(x, y)).peak
+                del model
+            full = peak["full fine-tuning"]
+            cells.append(f"{full / 1e6:.0f} MB | " + " | ".join(
+                f"{peak[m] / 1e6:.0f} MB | {peak[m] / full:.2f}x" for m in list(METHODS)[1:]))
+        print(f"| {b} | {b * args.seq} | " + " | ".join(cells) + " |")
 
 
 def quantisation_table() -> None:
@@ -186,20 +206,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=8, help="windows of 256 tokens per step")
+    ap.add_argument("--batch", type=int, default=8, help="windows per step")
+    ap.add_argument("--seq", type=int, default=128, help=f"tokens per window (at most {CONFIG['block_size']})")
+    ap.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--batches", default="2,4,8,16,32", help="batch sizes of the peak-vs-batch table, comma-separated")
     ap.add_argument("--skip-quantisation", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if not 1 <= args.seq <= CONFIG["block_size"]:
+        ap.error(f"--seq must be in 1..{CONFIG['block_size']} (the model's context), got {args.seq}")
+    if args.batch < 1:
+        ap.error(f"--batch must be at least 1, got {args.batch}")
     torch.set_num_threads(args.threads)
     if args.child:
-        print(json.dumps(worker(args.child, args.batch, args.steps, args.warmup, args.device)))
+        print(json.dumps(worker(args.child, args.checkpointing, args)))
         return
     t0 = time.perf_counter()
     memory_table(args)
-    batch_table(args.device, [1, 2, 4, 8, 16])
+    batch_table(args, [int(b) for b in args.batches.split(",")])
     if not args.skip_quantisation:
         quantisation_table()
     print(f"\n({time.perf_counter() - t0:.0f} s)")
