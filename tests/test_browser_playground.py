@@ -20,6 +20,23 @@ def _readout(page) -> str:
     return page.locator(READOUT).first.inner_text()
 
 
+def _drag_temperature_to_zero(page) -> None:
+    """Drag the slider's handle past the left end of its track: the slider stops at its minimum, 0.
+
+    (A click at the very edge of the track does not always register; a drag beyond it always ends at
+    the minimum.)"""
+    track = page.locator(".playground-temperature .noUi-target, .playground-temperature .slider").first
+    handle = page.locator(".playground-temperature .noUi-handle").first
+    track.scroll_into_view_if_needed()
+    box, grip = track.bounding_box(), handle.bounding_box()
+    assert box is not None and grip is not None, "the temperature slider is not visible"
+    y = grip["y"] + grip["height"] / 2
+    page.mouse.move(grip["x"] + grip["width"] / 2, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] - 40, y, steps=8)
+    page.mouse.up()
+
+
 def _move_temperature(page, fraction: float) -> None:
     """Click the temperature slider's track at ``fraction`` of its width (noUiSlider jumps there)."""
     track = page.locator(".playground-temperature .noUi-target, .playground-temperature .slider").first
@@ -52,9 +69,13 @@ def test_playground_reacts_to_the_temperature_slider(tmp_path):
         page.wait_for_function("(old) => document.querySelector('.playground-chart').getAttribute('src') !== old",
                                arg=chart_before, timeout=30_000)
 
-        _move_temperature(page, 0.0)  # T = 0: greedy, exactly one token left
-        page.wait_for_function(f"() => document.querySelector('{READOUT}').innerText.includes('T = 0.00')",
-                               timeout=60_000)
+        _drag_temperature_to_zero(page)  # T = 0: greedy, exactly one token left
+        try:
+            page.wait_for_function(f"() => document.querySelector('{READOUT}').innerText.includes('T = 0.00')",
+                                   timeout=60_000)
+        except Exception as err:
+            raise AssertionError(f"T = 0 never showed; readout: {_readout(page)!r}\n"
+                                 + failure_report(page, server)) from err
         assert "1 tokens can be drawn" in _readout(page)
 
         wait_for_text(page, server, "ex3")  # the notebook ran to its end
