@@ -7,7 +7,7 @@
 Part 1 trains a GPT of about 10M parameters (6 layers, 6 heads, width 384, context 256, vocab 2048)
 with AdamW: fully, and with LoRA r=8 (alpha 16) on c_attn only and on every linear of the blocks,
 each with and without activation checkpointing (``GPT.gradient_checkpointing``). The default step
-is 8 windows of 128 tokens, the tokens per step notebook 11 fine-tunes with.
+is 8 windows of 128 tokens, the tokens per step notebook 12 fine-tunes with.
 
 Memory, per method, in a child process of its own:
 - **peak**, measured over two real steps by ``helpers.memory.training_memory``: on CUDA the

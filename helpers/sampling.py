@@ -619,7 +619,7 @@ def mean_logprob(model: torch.nn.Module, prompt_ids: Sequence[int], completion_i
 
 
 # ---------------------------------------------------------------------------------------------------
-# Presets: settings for use cases, as data (notebook 06 explains the reasoning)
+# Presets: settings for use cases, as data (notebook 07 explains the reasoning)
 
 PRESETS: dict[str, SamplingParams] = {
     # Reproducible and auditable: greedy, a mild repetition penalty against loops, a hard length cap.

@@ -1,4 +1,4 @@
-"""Real-browser test: notebook 05 runs in JupyterLab (headless Chromium) and its sampling playground
+"""Real-browser test: notebook 06 runs in JupyterLab (headless Chromium) and its sampling playground
 reacts to the temperature slider."""
 
 from pathlib import Path
@@ -13,7 +13,7 @@ from jupyter_browser import (
     wait_for_text,
 )
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_sampling_temperature_top_k_top_p.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_sampling_temperature_top_k_top_p.ipynb"
 READOUT = ".playground-readout"
 
 def _readout(page) -> str:

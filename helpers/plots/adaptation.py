@@ -1,4 +1,4 @@
-"""Plots for notebooks 11-12: fine-tuning methods side by side, forgetting, weight histograms, quantisation.
+"""Plots for notebooks 12-13: fine-tuning methods side by side, forgetting, weight histograms, quantisation.
 
 Every function takes measured numbers (rows of dicts, tensors) and returns the matplotlib ``Figure``;
 none of them trains or quantises anything.

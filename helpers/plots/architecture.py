@@ -1,4 +1,4 @@
-"""Plots for notebook 04: parameter counts, memory, attention cost, depth x width, positions, dropout."""
+"""Plots for notebook 05: parameter counts, memory, attention cost, depth x width, positions, dropout."""
 
 from __future__ import annotations
 

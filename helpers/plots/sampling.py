@@ -1,4 +1,4 @@
-"""Plots for notebooks 05 and 06: next-token distributions before and after each sampling step."""
+"""Plots for notebooks 06 and 07: next-token distributions before and after each sampling step."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Plots for notebooks 07-09: loss curves, learning-rate schedules, sweeps, batch sizes.
+"""Plots for notebooks 08-10: loss curves, learning-rate schedules, sweeps, batch sizes.
 
 Every function takes measured data (``History`` objects, lists, sweep rows) and returns the
 matplotlib ``Figure``; none of them trains anything.

@@ -1,4 +1,4 @@
-"""Plots for hyperparameter optimisation (notebook 10). Each takes plain data and returns a Figure."""
+"""Plots for hyperparameter optimisation (notebook 11). Each takes plain data and returns a Figure."""
 
 from __future__ import annotations
 
