@@ -1,0 +1,310 @@
+"""What the attention weights compute, recomputed from a model's own weights and inputs.
+
+- ``capture_attention_inputs``: forward hooks on every attention module record what it was given
+  (the LayerNormed residual stream), without changing the model;
+- ``attention_by_hand``: queries, keys and values from ``c_attn``, scores q·k/√d, the causal mask,
+  softmax, the weighted sum of the values, heads merged and projected by ``c_proj``, every
+  intermediate kept so it can be looked at and checked against the model's forward pass;
+- ``attention_weights``: the (layer, head, query, key) attention maps of a whole model;
+- measures of what a head attends to (``previous_token_score``, ``mass_on``, ``attention_entropy``);
+- the KV cache: its size formula, the bytes a cache object really allocates, published configs;
+- generation with and without the cache, timed per token.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from helpers.runtime import synchronize
+
+# ---------------------------------------------------------------------------------------------
+# Heads: splitting the width and merging it back
+# ---------------------------------------------------------------------------------------------
+
+
+def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
+    """(B, T, C) -> (B, n_head, T, C // n_head): each head gets its own slice of the channels."""
+    if x.dim() != 3:
+        raise ValueError(f"x must be (B, T, C), got shape {tuple(x.shape)}")
+    B, T, C = x.shape
+    if not isinstance(n_head, int) or n_head < 1 or C % n_head:
+        raise ValueError(f"n_head must be a positive int dividing C={C}, got {n_head!r}")
+    return x.view(B, T, n_head, C // n_head).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, n_head, T, hd) -> (B, T, n_head * hd): the heads' outputs side by side again."""
+    if x.dim() != 4:
+        raise ValueError(f"x must be (B, n_head, T, hd), got shape {tuple(x.shape)}")
+    B, nh, T, hd = x.shape
+    return x.transpose(1, 2).reshape(B, T, nh * hd)
+
+
+# ---------------------------------------------------------------------------------------------
+# One attention layer by hand
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AttentionTrace:
+    """Every intermediate of one causal self-attention layer (B batch, nh heads, T positions, hd = C / nh)."""
+
+    q: torch.Tensor  # (B, nh, T, hd) queries
+    k: torch.Tensor  # (B, nh, T, hd) keys
+    v: torch.Tensor  # (B, nh, T, hd) values
+    scores: torch.Tensor  # (B, nh, T, T) q·k / sqrt(hd), -inf above the diagonal (the future)
+    weights: torch.Tensor  # (B, nh, T, T) softmax of each row: how much query t takes from key s
+    heads: torch.Tensor  # (B, nh, T, hd) weights @ v: each head's output
+    out: torch.Tensor  # (B, T, C) heads merged, then c_proj: what the layer adds to the residual stream
+
+
+def attention_modules(model: nn.Module) -> list[nn.Module]:
+    """The attention modules of a course GPT, one per layer (each has ``c_attn``, ``c_proj``, ``n_head``)."""
+    found = [m for m in model.modules() if all(hasattr(m, a) for a in ("c_attn", "c_proj", "n_head"))]
+    if not found:
+        raise ValueError(f"model must contain attention modules with c_attn, c_proj and n_head; "
+                         f"{type(model).__name__} has none")
+    return found
+
+
+def attention_by_hand(attn: nn.Module, x: torch.Tensor) -> AttentionTrace:
+    """Recompute causal self-attention of module ``attn`` on its input ``x`` (B, T, C), step by step.
+
+    Uses only the module's weights (``c_attn``, ``c_proj``) and its number of heads; dropout is not
+    applied (evaluation mode).
+    """
+    if x.dim() != 3:
+        raise ValueError(f"x must be (B, T, C), got shape {tuple(x.shape)}")
+    B, T, C = x.shape
+    nh = attn.n_head
+    qkv = attn.c_attn(x)  # (B, T, 3C): one matrix product gives queries, keys and values
+    q, k, v = (split_heads(part, nh) for part in qkv.split(C, dim=2))  # 3 x (B, nh, T, hd)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(C // nh)  # (B, nh, T, T): every query against every key
+    future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(diagonal=1)
+    scores = scores.masked_fill(future, float("-inf"))  # causal mask: a position never sees later ones
+    weights = torch.softmax(scores, dim=-1)  # each row sums to 1
+    heads = weights @ v  # (B, nh, T, hd): a weighted average of the values
+    out = attn.c_proj(merge_heads(heads))  # (B, T, C)
+    return AttentionTrace(q, k, v, scores, weights, heads, out)
+
+
+def capture_attention_inputs(model: nn.Module, idx: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Run ``model(idx)`` once and return what every attention module got and gave: two lists
+    (one entry per layer) of (B, T, C) tensors. Hooks are removed afterwards; the model is unchanged."""
+    inputs: list[torch.Tensor] = []
+    outputs: list[torch.Tensor] = []
+    hooks = []
+    for m in attention_modules(model):
+        hooks.append(m.register_forward_pre_hook(lambda mod, args: inputs.append(args[0].detach())))
+        hooks.append(m.register_forward_hook(lambda mod, args, out: outputs.append(out.detach())))
+    try:
+        with torch.no_grad():
+            model(idx)
+    finally:
+        for h in hooks:
+            h.remove()
+    return inputs, outputs
+
+
+@torch.no_grad()
+def attention_traces(model: nn.Module, idx: torch.Tensor) -> list[AttentionTrace]:
+    """``attention_by_hand`` for every layer of ``model`` on token ids ``idx`` (B, T), in eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        inputs, _ = capture_attention_inputs(model, idx)
+        return [attention_by_hand(m, x) for m, x in zip(attention_modules(model), inputs)]
+    finally:
+        model.train(was_training)
+
+
+def attention_weights(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
+    """The attention maps of every layer and head for one sequence ``idx`` (1, T) or (T,):
+    a float tensor (n_layer, n_head, T, T) on the CPU; row t is how query t spreads over keys 0..t."""
+    if idx.dim() == 1:
+        idx = idx[None]
+    if idx.dim() != 2 or idx.shape[0] != 1:
+        raise ValueError(f"idx must be one sequence of token ids, (T,) or (1, T), got shape {tuple(idx.shape)}")
+    return torch.stack([t.weights[0] for t in attention_traces(model, idx)]).float().cpu()
+
+
+# ---------------------------------------------------------------------------------------------
+# What heads attend to, measured
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_maps(weights: torch.Tensor) -> None:
+    if weights.dim() < 2 or weights.shape[-1] != weights.shape[-2] or weights.shape[-1] < 2:
+        raise ValueError(f"weights must end in (T, T) with T >= 2, got shape {tuple(weights.shape)}")
+
+
+def previous_token_score(weights: torch.Tensor) -> torch.Tensor:
+    """Mean attention that each query t >= 1 puts on key t - 1; ``weights`` (..., T, T) -> (...).
+
+    1.0 for a head that always looks at the token just before; about 1/t on average for a head
+    that spreads evenly."""
+    _check_maps(weights)
+    return weights.diagonal(offset=-1, dim1=-2, dim2=-1).mean(-1)
+
+
+def mass_on(weights: torch.Tensor, keys: torch.Tensor, queries: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean attention mass on the key positions marked in ``keys`` (T,) bool, over the query positions
+    marked in ``queries`` (T,) bool (default: all); ``weights`` (..., T, T) -> (...)."""
+    _check_maps(weights)
+    T = weights.shape[-1]
+    queries = torch.ones(T, dtype=torch.bool) if queries is None else queries
+    for name, m in (("keys", keys), ("queries", queries)):
+        if m.shape != (T,) or m.dtype != torch.bool:
+            raise ValueError(f"{name} must be a bool tensor of shape ({T},), got {m.dtype} {tuple(m.shape)}")
+    if not queries.any():
+        raise ValueError("queries must mark at least one position")
+    per_query = (weights * keys.to(weights.device, weights.dtype)).sum(-1)  # (..., T)
+    return per_query[..., queries.to(weights.device)].mean(-1)
+
+
+def uniform_causal(T: int) -> torch.Tensor:
+    """The attention map of a head that spreads evenly over everything it may see: (T, T)."""
+    if not isinstance(T, int) or T < 1:
+        raise ValueError(f"T must be a positive int, got {T!r}")
+    allowed = torch.ones(T, T).tril()
+    return allowed / allowed.sum(-1, keepdim=True)
+
+
+def attention_entropy(weights: torch.Tensor) -> torch.Tensor:
+    """Mean entropy (nats) of the attention rows; ``weights`` (..., T, T) -> (...). 0 = one key only."""
+    _check_maps(weights)
+    return -(weights * weights.clamp_min(1e-12).log()).sum(-1).mean(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The KV cache
+# ---------------------------------------------------------------------------------------------
+
+#: Bytes per stored value in the usual number formats.
+BYTES_PER_VALUE: dict[str, int] = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}
+
+
+def kv_cache_bytes(n_layer: int, n_kv_head: int, head_dim: int, tokens: int, bytes_per_value: float,
+                   batch_size: int = 1) -> int:
+    """2 (keys and values) × layers × KV heads × head size × tokens × bytes per value (× batch)."""
+    for name, value in (("n_layer", n_layer), ("n_kv_head", n_kv_head), ("head_dim", head_dim),
+                        ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
+        raise ValueError(f"tokens must be an int >= 0, got {tokens!r}")
+    if not isinstance(bytes_per_value, (int, float)) or bytes_per_value <= 0:
+        raise ValueError(f"bytes_per_value must be a positive number, got {bytes_per_value!r}")
+    return int(2 * n_layer * n_kv_head * head_dim * tokens * bytes_per_value * batch_size)
+
+
+def allocated_bytes(obj: object) -> int:
+    """Bytes of all tensor storage an object holds in its attributes (also inside lists, tuples and
+    dicts), each storage counted once: what a cache really allocated, whatever its layout."""
+    seen: set[tuple] = set()
+    total = 0
+    stack = [obj]
+    visited: set[int] = set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            s = item.untyped_storage()
+            key = (item.device, s.data_ptr())
+            if key not in seen:
+                seen.add(key)
+                total += s.nbytes()
+            continue
+        if id(item) in visited:
+            continue
+        visited.add(id(item))
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif hasattr(item, "__dict__") and not isinstance(item, (type, nn.Module)):
+            stack.extend(vars(item).values())
+    return total
+
+
+@dataclass(frozen=True)
+class AttentionShape:
+    """What the KV cache formula needs from a model's configuration."""
+
+    name: str
+    n_layer: int
+    n_head: int  # query heads
+    n_kv_head: int  # key/value heads (fewer than n_head: grouped-query attention)
+    head_dim: int
+    context: int  # the trained context window, in tokens
+
+    @property
+    def group(self) -> int:
+        """Query heads that share one key/value head."""
+        return self.n_head // self.n_kv_head
+
+    def cache_bytes(self, tokens: int, bytes_per_value: float = 2, batch_size: int = 1) -> int:
+        """The KV cache of ``tokens`` positions (bf16 by default)."""
+        return kv_cache_bytes(self.n_layer, self.n_kv_head, self.head_dim, tokens, bytes_per_value, batch_size)
+
+
+#: Published configurations (the ``config.json`` files on Hugging Face): arithmetic only, nothing downloaded.
+PUBLISHED: dict[str, AttentionShape] = {
+    # HuggingFaceTB/SmolLM2-135M-Instruct: hidden 576 = 9 heads x 64, 3 KV heads, 30 layers
+    "SmolLM2-135M": AttentionShape("SmolLM2-135M", n_layer=30, n_head=9, n_kv_head=3, head_dim=64, context=8192),
+    # meta-llama/Llama-2-7b-hf: hidden 4096 = 32 x 128, every head has its own keys and values
+    "Llama-2-7B": AttentionShape("Llama-2-7B", n_layer=32, n_head=32, n_kv_head=32, head_dim=128, context=4096),
+    # meta-llama/Meta-Llama-3-8B: hidden 4096 = 32 x 128, 8 KV heads (grouped-query attention)
+    "Llama-3-8B": AttentionShape("Llama-3-8B", n_layer=32, n_head=32, n_kv_head=8, head_dim=128, context=8192),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation with and without the cache
+# ---------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def greedy_timed(model: nn.Module, prompt_ids: Sequence[int], new_tokens: int, use_cache: bool
+                 ) -> tuple[list[int], list[float]]:
+    """Greedy decoding of ``new_tokens`` tokens after ``prompt_ids``; returns the tokens and the
+    seconds each step took (the first step reads the prompt).
+
+    ``use_cache=True`` feeds the prompt once, then only each new token, reading the keys and values
+    of earlier positions from ``model.new_cache(1)``. ``use_cache=False`` runs the whole sequence
+    through the model again at every step. Both choose the same tokens (up to float rounding in the
+    rare case of a near tie)."""
+    if not isinstance(new_tokens, int) or new_tokens < 1:
+        raise ValueError(f"new_tokens must be a positive int, got {new_tokens!r}")
+    if not prompt_ids:
+        raise ValueError("prompt_ids must hold at least one token id")
+    was_training = model.training
+    model.eval()
+    ids = list(prompt_ids)
+    cache = model.new_cache(1) if use_cache else None
+    feed = torch.tensor([ids], device=model.device)
+    times: list[float] = []
+    try:
+        for _ in range(new_tokens):
+            synchronize(model.device)
+            start = time.perf_counter()
+            logits = model(feed, cache) if use_cache else model(torch.tensor([ids], device=model.device))
+            nxt = int(logits[0, -1].argmax())
+            synchronize(model.device)
+            times.append(time.perf_counter() - start)
+            ids.append(nxt)
+            feed = torch.tensor([[nxt]], device=model.device)
+    finally:
+        model.train(was_training)
+    return ids[len(prompt_ids):], times
+
+
+def sdpa_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """PyTorch's fused causal attention on (B, nh, T, hd) tensors, for comparing with the by-hand result."""
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
