@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from helpers.model import GPT, GPTConfig
 from helpers.runtime import synchronize
 
 # ---------------------------------------------------------------------------------------------
@@ -113,6 +114,32 @@ def capture_attention_inputs(model: nn.Module, idx: torch.Tensor) -> tuple[list[
     return inputs, outputs
 
 
+def block_shapes(model: nn.Module, idx: torch.Tensor, layer: int = 0) -> list[dict]:
+    """What happens inside block ``layer`` on ``idx``: one row per submodule in the order they run,
+    ``{"module", "weight" (shape or None), "input", "output"}``, recorded with forward hooks."""
+    blocks = model.transformer.h
+    if not isinstance(layer, int) or not 0 <= layer < len(blocks):
+        raise ValueError(f"layer must be an int in [0, {len(blocks) - 1}], got {layer!r}")
+    rows: list[dict] = []
+    hooks = []
+    for name, m in blocks[layer].named_modules():
+        if not name or list(m.children()) or isinstance(m, nn.Dropout):  # leaves that compute something
+            continue
+        weight = getattr(m, "weight", None)
+
+        def record(mod, args, out, name=name, weight=weight):
+            rows.append({"module": name, "weight": None if weight is None else tuple(weight.shape),
+                         "input": tuple(args[0].shape), "output": tuple(out.shape)})
+        hooks.append(m.register_forward_hook(record))
+    try:
+        with torch.no_grad():
+            model(idx)
+    finally:
+        for h in hooks:
+            h.remove()
+    return rows
+
+
 @torch.no_grad()
 def attention_traces(model: nn.Module, idx: torch.Tensor) -> list[AttentionTrace]:
     """``attention_by_hand`` for every layer of ``model`` on token ids ``idx`` (B, T), in eval mode."""
@@ -169,6 +196,16 @@ def mass_on(weights: torch.Tensor, keys: torch.Tensor, queries: torch.Tensor | N
     return per_query[..., queries.to(weights.device)].mean(-1)
 
 
+def mean_distance(weights: torch.Tensor) -> torch.Tensor:
+    """How far back a head looks on average, in tokens: sum over keys of weight × (t - s), averaged
+    over the queries t; ``weights`` (..., T, T) -> (...)."""
+    _check_maps(weights)
+    T = weights.shape[-1]
+    pos = torch.arange(T, device=weights.device)
+    distance = (pos[:, None] - pos[None, :]).clamp_min(0).to(weights.dtype)  # (T, T): t - s, 0 for the future
+    return (weights * distance).sum(-1).mean(-1)
+
+
 def uniform_causal(T: int) -> torch.Tensor:
     """The attention map of a head that spreads evenly over everything it may see: (T, T)."""
     if not isinstance(T, int) or T < 1:
@@ -181,6 +218,42 @@ def attention_entropy(weights: torch.Tensor) -> torch.Tensor:
     """Mean entropy (nats) of the attention rows; ``weights`` (..., T, T) -> (...). 0 = one key only."""
     _check_maps(weights)
     return -(weights * weights.clamp_min(1e-12).log()).sum(-1).mean(-1)
+
+
+def planted_previous_token_model(seed: int = 0, n_layer: int = 3, n_head: int = 4) -> GPT:
+    """A toy GPT in which one head, chosen by ``seed``, attends to the previous token; the others keep
+    their random initialisation (so they spread their attention almost evenly).
+
+    How it is built: token embeddings are zero and position p's embedding is the one-hot vector e_p,
+    so after a LayerNorm position p reads a·e_p - b (the same a, b for every p). Every output
+    projection is zero, so every layer reads the same input. The chosen head's keys copy channel p
+    (head dim p mod hd, with opposite signs for the two halves of the positions, so the two
+    positions sharing a dim do not match each other), and its queries look for the channel of
+    p - 1, scaled up so that the softmax is sharp. ``model.planted_head`` is ``(layer, head)``."""
+    hd = 8
+    C, T = n_head * hd, 2 * hd  # one-hot positions fit into the width
+    g = torch.Generator().manual_seed(seed)
+    layer, head = divmod(int(torch.randint(0, n_layer * n_head, (1,), generator=g)), n_head)
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(block_size=T, vocab_size=64, n_layer=n_layer, n_head=n_head, n_embd=C)).eval()
+    with torch.no_grad():
+        model.transformer.wte.weight.zero_()
+        model.transformer.wpe.weight.copy_(torch.eye(T, C))
+        for block in model.transformer.h:
+            for proj in (block.attn.c_proj, block.mlp.c_proj):
+                proj.weight.zero_()
+                proj.bias.zero_()
+        w, b = model.transformer.h[layer].attn.c_attn.weight, model.transformer.h[layer].attn.c_attn.bias
+        q_rows, k_rows = slice(head * hd, (head + 1) * hd), slice(C + head * hd, C + (head + 1) * hd)
+        for rows in (q_rows, k_rows):
+            w[rows], b[rows] = 0.0, 0.0
+        for p in range(T):
+            sign = 1.0 if p < hd else -1.0
+            w[C + head * hd + p % hd, p] = sign  # the key of position p
+            if p + 1 < T:
+                w[head * hd + p % hd, p + 1] = 60.0 * sign  # the query of position p + 1 looks for it
+    model.planted_head = (layer, head)
+    return model
 
 
 # ---------------------------------------------------------------------------------------------

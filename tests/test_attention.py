@@ -16,11 +16,14 @@ from helpers.attention import (
     attention_modules,
     attention_traces,
     attention_weights,
+    block_shapes,
     capture_attention_inputs,
     greedy_timed,
     kv_cache_bytes,
     mass_on,
+    mean_distance,
     merge_heads,
+    planted_previous_token_model,
     previous_token_score,
     split_heads,
     uniform_causal,
@@ -131,43 +134,20 @@ def test_kv_bytes_arithmetic_and_errors():
         kv_cache_bytes(1, 1, 1, -1, 2)
 
 
-def _planted(layer=1, head=2, T=16):
-    """A GPT whose head (layer, head) looks at the previous position and nowhere else.
-
-    Token embeddings are zero and position p's embedding is the one-hot vector e_p, so after the
-    LayerNorm the input at p is a*e_p - b (a, b the same for every p). The head's keys copy those
-    channels and its queries shift them by one position (a large multiple of e_{t-1}), so query t
-    scores key t-1 far above every other key. Layer 0 adds nothing (its output projections are zero)."""
-    model = _model(n_layer=2, n_head=4, n_embd=32, block_size=T)
-    C, hd = 32, 8
-    with torch.no_grad():
-        model.transformer.wte.weight.zero_()
-        model.transformer.wpe.weight.copy_(torch.eye(T, C))
-        for mod in (model.transformer.h[0].attn.c_proj, model.transformer.h[0].mlp.c_proj):
-            mod.weight.zero_()
-            mod.bias.zero_()
-        w = model.transformer.h[layer].attn.c_attn.weight  # (3C, C): rows 0..C queries, C..2C keys
-        b = model.transformer.h[layer].attn.c_attn.bias
-        q_rows, k_rows = slice(head * hd, (head + 1) * hd), slice(C + head * hd, C + (head + 1) * hd)
-        w[q_rows], w[k_rows], b[q_rows], b[k_rows] = 0, 0, 0, 0
-        # head dim j watches position j (T = 2 * hd: positions 0..7 and 8..15 share a dim, one sign each)
-        for p in range(T):
-            w[C + head * hd + p % hd, p] = 1.0 if p < hd else -1.0  # key of position p
-            if p + 1 < T:
-                w[head * hd + p % hd, p + 1] = 60.0 if p < hd else -60.0  # query of p + 1 looks for key p
-    return model
-
-
-def test_previous_token_score_finds_a_planted_head():
-    model = _planted(layer=1, head=2)
-    w = attention_weights(model, torch.randint(0, 97, (16,)))
+@pytest.mark.parametrize("seed", [0, 1, 4, 7])
+def test_previous_token_score_finds_a_planted_head(seed):
+    model = planted_previous_token_model(seed=seed)
+    layer, head = model.planted_head
+    w = attention_weights(model, torch.randint(0, 64, (16,)))
     score = previous_token_score(w)  # (L, nh)
-    assert score.shape == (2, 4)
-    assert divmod(int(score.argmax()), 4) == (1, 2)
-    assert score[1, 2] > 0.9 and score.flatten().sort().values[-2] < 0.5
+    assert score.shape == (3, 4)
+    assert divmod(int(score.argmax()), 4) == (layer, head)
+    assert score[layer, head] > 0.9 and score.flatten().sort().values[-2] < 0.5
+    assert float(mean_distance(w[layer, head])) == pytest.approx(15 / 16, abs=0.05)  # one step back, from t >= 1
     # a head that spreads evenly scores the mean of 1/t
     u = uniform_causal(16)
     assert math.isclose(float(previous_token_score(u)), sum(1 / (t + 1) for t in range(1, 16)) / 15, rel_tol=1e-6)
+    assert math.isclose(float(mean_distance(u)), sum(t / 2 for t in range(16)) / 16, rel_tol=1e-6)
 
 
 def test_mass_on_and_entropy():
@@ -231,3 +211,15 @@ def test_rotary_errors():
         rotary_angles(torch.arange(3), 5)
     with pytest.raises(ValueError, match="positions must have one entry per row"):
         apply_rotary(torch.randn(4, 8), torch.arange(3))
+
+
+def test_block_shapes_follow_the_data_through_a_block():
+    model = _model(n_embd=24, n_head=3)
+    rows = block_shapes(model, torch.randint(0, 97, (2, 7)), layer=1)
+    assert [r["module"] for r in rows] == ["ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.gelu",
+                                           "mlp.c_proj"]
+    by = {r["module"]: r for r in rows}
+    assert by["attn.c_attn"]["weight"] == (72, 24) and by["attn.c_attn"]["output"] == (2, 7, 72)
+    assert by["mlp.c_fc"]["output"] == (2, 7, 96) and by["mlp.c_proj"]["output"] == (2, 7, 24)
+    with pytest.raises(ValueError, match=r"layer must be an int in \[0, 1\], got 2"):
+        block_shapes(model, torch.randint(0, 97, (1, 3)), layer=2)
