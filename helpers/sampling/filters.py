@@ -1,11 +1,14 @@
 """The processing chain: one small function per step, each from logits (B, V) to logits (B, V).
 
-The order of the steps is the one in ``helpers/sampling/__init__.py`` (Hugging Face's order).
+``_penalised`` runs the steps that change logits (bias, penalties, the min_tokens mask), ``FILTERS``
+lists temperature's followers in order, and ``_candidates`` chains the two; everything that processes
+logits (``process_logits``, generation) goes through ``_candidates``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -124,6 +127,27 @@ def _penalised(logits: torch.Tensor, params: SamplingParams, prompt_ids: torch.T
     return apply_min_tokens(logits, n_generated, params.min_tokens, end_ids)
 
 
+# The steps after the penalties, in order: temperature, then the cutting filters, each a SamplingParams
+# field and the function that applies it. This list is the one place that states their order (the
+# module docstring of helpers.sampling repeats it for readers); a new filter is one more line here.
+# top_k must stay first: the shortcut in ``_candidates`` keeps only the top-k candidates before running
+# the list, which is exact only when nothing before top_k looks at the rest of the vocabulary.
+FILTERS: tuple[tuple[str, Callable[[torch.Tensor, Any], torch.Tensor]], ...] = (
+    ("top_k", apply_top_k),
+    ("top_p", apply_top_p),
+    ("min_p", apply_min_p),
+)
+
+
+def _filtered(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Temperature (> 0) and then every filter of ``FILTERS`` in order, on logits (B, N)."""
+    # shifted by the max first: logits / T cannot overflow, and no probability changes
+    logits = apply_temperature(logits - logits.amax(dim=-1, keepdim=True), params.temperature)
+    for name, apply in FILTERS:
+        logits = apply(logits, getattr(params, name))
+    return logits
+
+
 def _candidates(logits: torch.Tensor, params: SamplingParams, prompt_ids: torch.Tensor, output_ids: torch.Tensor,
                 n_generated: int, end_ids: Sequence[int], trust_top_k: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -143,16 +167,13 @@ def _candidates(logits: torch.Tensor, params: SamplingParams, prompt_ids: torch.
         return logits.gather(1, top), top, None
     if 0 < k < V:
         # Shortcut: dividing by T > 0 keeps the order, so the k largest logits are the same before
-        # and after temperature; take them first and do the rest on k numbers (already sorted).
+        # and after temperature; keep only them and run the same chain on k numbers (already
+        # sorted; top_k itself then keeps all k).
         values, ids = logits.topk(k + 1, dim=-1)  # one extra, to see whether the k-th is tied
         tied = values[:, k] == values[:, k - 1]  # (B,) rare: then the long way keeps all ties
         if trust_top_k or not bool(tied.any()):
-            values = (values[:, :k] - values[:, :1]) / T  # shifted by the max: logits / T cannot overflow
-            return apply_min_p(apply_top_p(values, params.top_p), params.min_p), ids[:, :k], tied
-    # The long way, step by step over the vocabulary (the shift by the max changes no probability).
-    logits = apply_temperature(logits - logits.amax(dim=-1, keepdim=True), T)
-    logits = apply_top_k(logits, k)
-    return apply_min_p(apply_top_p(logits, params.top_p), params.min_p), None, None
+            return _filtered(values[:, :k], params), ids[:, :k], tied
+    return _filtered(logits, params), None, None  # the long way, over the whole vocabulary
 
 
 def _as_ids(ids: torch.Tensor | Sequence | None, batch: int, device: torch.device, name: str) -> torch.Tensor:

@@ -10,6 +10,7 @@ from typing import Protocol
 
 import torch
 
+from helpers.interface import LanguageModel
 from helpers.sampling.filters import _candidates, _end_ids, apply_logit_bias, process_logits, sample_token
 from helpers.sampling.params import SamplingParams, _is_int
 
@@ -126,7 +127,7 @@ def _step(logits: torch.Tensor, params: SamplingParams, prompt: torch.Tensor, ou
 
 
 @torch.inference_mode()
-def _run(model: torch.nn.Module, prompt_ids: list[int], params: SamplingParams, seqs: list[_Sequence],
+def _run(model: LanguageModel, prompt_ids: list[int], params: SamplingParams, seqs: list[_Sequence],
          end_ids: list[int], device: torch.device) -> Iterator[None]:
     """Generate into ``seqs`` (one per sample), yielding after every step; finished rows leave the batch."""
     n, P = len(seqs), len(prompt_ids)
@@ -181,7 +182,7 @@ def _run(model: torch.nn.Module, prompt_ids: list[int], params: SamplingParams, 
             pos += 1
 
 
-def _setup(model: torch.nn.Module, prompt, params: SamplingParams | None, tokenizer: Tokenizer | None, n: int,
+def _setup(model: LanguageModel, prompt, params: SamplingParams | None, tokenizer: Tokenizer | None, n: int,
            device) -> tuple[list[int], SamplingParams, list[_Sequence], list[int], torch.device]:
     params = SamplingParams() if params is None else params
     if not isinstance(params, SamplingParams):
@@ -200,7 +201,7 @@ def _setup(model: torch.nn.Module, prompt, params: SamplingParams | None, tokeni
     return ids, params, seqs, end_ids, model.device
 
 
-def generate(model: torch.nn.Module, prompt: str | Sequence[int], params: SamplingParams | None = None,
+def generate(model: LanguageModel, prompt: str | Sequence[int], params: SamplingParams | None = None,
              tokenizer: Tokenizer | None = None, n: int = 1, device: str | torch.device | None = None
              ) -> Completion | list[Completion]:
     """Sample a continuation of ``prompt`` (a str, which needs ``tokenizer``, or a list of token ids).
@@ -223,7 +224,7 @@ def generate(model: torch.nn.Module, prompt: str | Sequence[int], params: Sampli
     return done[0] if n == 1 else done
 
 
-def stream(model: torch.nn.Module, prompt: str | Sequence[int], params: SamplingParams | None = None,
+def stream(model: LanguageModel, prompt: str | Sequence[int], params: SamplingParams | None = None,
            tokenizer: Tokenizer | None = None, device: str | torch.device | None = None) -> Iterator[str]:
     """Like ``generate`` (one sample), but yields text pieces as soon as they are decided.
 
@@ -251,7 +252,7 @@ def stream(model: torch.nn.Module, prompt: str | Sequence[int], params: Sampling
 
 
 @torch.no_grad()
-def next_token_distribution(model: torch.nn.Module, prompt: str | Sequence[int], params: SamplingParams | None = None,
+def next_token_distribution(model: LanguageModel, prompt: str | Sequence[int], params: SamplingParams | None = None,
                             tokenizer: Tokenizer | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The model's next-token probabilities after ``prompt``: raw (V,) and after ``params`` (V,), on the CPU."""
     params = SamplingParams() if params is None else params

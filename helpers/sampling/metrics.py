@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
+from helpers.interface import LanguageModel
+
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:
     """Shannon entropy in nats over the last dimension (0 · log 0 counts as 0)."""
@@ -34,7 +36,7 @@ def repetition_rate(sample: Sequence, n: int = 3) -> float:
 
 
 @torch.no_grad()
-def mean_logprob(model: torch.nn.Module, prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> float:
+def mean_logprob(model: LanguageModel, prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> float:
     """Average log-probability per token the model gives ``completion_ids`` after ``prompt_ids`` (T = 1, no filters).
 
     A quality proxy: how plausible a scoring model finds a sample (higher = more typical text).
