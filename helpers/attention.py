@@ -55,69 +55,125 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class AttentionTrace:
-    """Every intermediate of one causal self-attention layer (B batch, nh heads, T positions, hd = C / nh)."""
+    """Every intermediate of one causal self-attention layer (B batch, nh query heads, nkv key/value heads,
+    T positions, hd head size). For a GPT nkv = nh; a model with grouped-query attention has fewer."""
 
-    q: torch.Tensor  # (B, nh, T, hd) queries
-    k: torch.Tensor  # (B, nh, T, hd) keys
-    v: torch.Tensor  # (B, nh, T, hd) values
+    q: torch.Tensor  # (B, nh, T, hd) queries (rotated by their positions in a RoPE model)
+    k: torch.Tensor  # (B, nkv, T, hd) keys, as the KV cache stores them
+    v: torch.Tensor  # (B, nkv, T, hd) values
     scores: torch.Tensor  # (B, nh, T, T) q·k / sqrt(hd), -inf above the diagonal (the future)
     weights: torch.Tensor  # (B, nh, T, T) softmax of each row: how much query t takes from key s
     heads: torch.Tensor  # (B, nh, T, hd) weights @ v: each head's output
-    out: torch.Tensor  # (B, T, C) heads merged, then c_proj: what the layer adds to the residual stream
+    out: torch.Tensor  # (B, T, C) heads merged, then the output projection: what the layer adds to the stream
+
+
+_GPT_ATTENTION = ("c_attn", "c_proj", "n_head")  # helpers.model: queries, keys and values from one matrix
+_LLAMA_ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj", "n_head", "n_kv_head")  # helpers.llama
 
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:
-    """The attention modules of a course GPT, one per layer (each has ``c_attn``, ``c_proj``, ``n_head``)."""
-    found = [m for m in model.modules() if all(hasattr(m, a) for a in ("c_attn", "c_proj", "n_head"))]
+    """The attention modules of a course model, one per layer: the GPT's (``c_attn``, ``c_proj``) or the
+    Llama's (``q_proj``, ``k_proj``, ``v_proj``, ``o_proj``, RoPE tables passed in by the model)."""
+    found = [m for m in model.modules()
+             if all(hasattr(m, a) for a in _GPT_ATTENTION) or all(hasattr(m, a) for a in _LLAMA_ATTENTION)]
     if not found:
-        raise ValueError(f"model must contain attention modules with c_attn, c_proj and n_head; "
+        raise ValueError(f"model must contain attention modules (c_attn/c_proj or q_proj/k_proj/v_proj/o_proj); "
                          f"{type(model).__name__} has none")
     return found
 
 
-def attention_by_hand(attn: nn.Module, x: torch.Tensor) -> AttentionTrace:
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """RoPE written out: channel i and channel i + hd/2 form a pair that turns by the angle whose cos
+    and sin are given per position, ``x`` (..., T, hd), ``cos``/``sin`` (T, hd)."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    # a 2-D rotation of (x1, x2): (x1 cos - x2 sin, x2 cos + x1 sin)
+    return torch.cat([x1 * cos[..., :half] - x2 * sin[..., :half], x2 * cos[..., half:] + x1 * sin[..., half:]], -1)
+
+
+def attention_by_hand(attn: nn.Module, x: torch.Tensor, cos: torch.Tensor | None = None,
+                      sin: torch.Tensor | None = None) -> AttentionTrace:
     """Recompute causal self-attention of module ``attn`` on its input ``x`` (B, T, C), step by step.
 
-    Uses only the module's weights (``c_attn``, ``c_proj``) and its number of heads; dropout is not
-    applied (evaluation mode).
+    Uses only the module's weight matrices and head counts; ``cos`` and ``sin`` (T, hd) are the
+    rotation tables a RoPE model passes to its attention layers. Dropout is not applied (evaluation mode).
     """
     if x.dim() != 3:
         raise ValueError(f"x must be (B, T, C), got shape {tuple(x.shape)}")
     B, T, C = x.shape
     nh = attn.n_head
-    qkv = attn.c_attn(x)  # (B, T, 3C): one matrix product gives queries, keys and values
-    q, k, v = (split_heads(part, nh) for part in qkv.split(C, dim=2))  # 3 x (B, nh, T, hd)
-    scores = q @ k.transpose(-2, -1) / math.sqrt(C // nh)  # (B, nh, T, T): every query against every key
+    if hasattr(attn, "c_attn"):  # GPT-2: one (3C, C) matrix gives queries, keys and values
+        q, k, v = (split_heads(part, nh) for part in attn.c_attn(x).split(C, dim=2))  # 3 x (B, nh, T, hd)
+        project = attn.c_proj
+    else:  # Llama: three matrices; fewer key/value heads than query heads (grouped-query attention)
+        if cos is None or sin is None:
+            raise ValueError("cos and sin are needed for a RoPE attention module (capture them with the input)")
+        q = split_heads(attn.q_proj(x), nh)  # (B, nh, T, hd)
+        k = split_heads(attn.k_proj(x), attn.n_kv_head)  # (B, nkv, T, hd)
+        v = split_heads(attn.v_proj(x), attn.n_kv_head)
+        q, k = rotate(q, cos, sin), rotate(k, cos, sin)  # positions enter here, as rotations
+        project = attn.o_proj
+    group = nh // k.shape[1]  # query heads per key/value head (1 for a GPT)
+    k_q, v_q = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)  # head h reads KV head h // group
+    scores = q @ k_q.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, nh, T, T): every query against every key
     future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(diagonal=1)
     scores = scores.masked_fill(future, float("-inf"))  # causal mask: a position never sees later ones
-    weights = torch.softmax(scores, dim=-1)  # each row sums to 1
-    heads = weights @ v  # (B, nh, T, hd): a weighted average of the values
-    out = attn.c_proj(merge_heads(heads))  # (B, T, C)
+    weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)  # each row sums to 1
+    heads = weights @ v_q  # (B, nh, T, hd): a weighted average of the values
+    out = project(merge_heads(heads))  # (B, T, C)
     return AttentionTrace(q, k, v, scores, weights, heads, out)
 
 
-def capture_attention_inputs(model: nn.Module, idx: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Run ``model(idx)`` once and return what every attention module got and gave: two lists
-    (one entry per layer) of (B, T, C) tensors. Hooks are removed afterwards; the model is unchanged."""
-    inputs: list[torch.Tensor] = []
-    outputs: list[torch.Tensor] = []
+@dataclass
+class AttentionCall:
+    """What one attention module received and returned in a forward pass."""
+
+    x: torch.Tensor  # (B, T, C) its input (the normalised residual stream)
+    out: torch.Tensor  # (B, T, C) its output
+    cos: torch.Tensor | None = None  # (T, hd) RoPE tables, for a Llama
+    sin: torch.Tensor | None = None
+
+
+def capture_attention_calls(model: nn.Module, idx: torch.Tensor) -> list[AttentionCall]:
+    """Run ``model(idx)`` once and record, per layer, what its attention module got and gave. Forward
+    hooks do it; they are removed afterwards and the model's result is unchanged."""
+    calls: list[AttentionCall] = []
     hooks = []
+
+    def record(mod, args, out):
+        extra = [a.detach() if isinstance(a, torch.Tensor) else None for a in args[1:3]]
+        calls.append(AttentionCall(args[0].detach(), out.detach(), *(extra if len(extra) == 2 else ())))
     for m in attention_modules(model):
-        hooks.append(m.register_forward_pre_hook(lambda mod, args: inputs.append(args[0].detach())))
-        hooks.append(m.register_forward_hook(lambda mod, args, out: outputs.append(out.detach())))
+        hooks.append(m.register_forward_hook(record))
     try:
         with torch.no_grad():
             model(idx)
     finally:
         for h in hooks:
             h.remove()
-    return inputs, outputs
+    return calls
+
+
+def capture_attention_inputs(model: nn.Module, idx: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """What every attention module got and gave in ``model(idx)``: two lists (one entry per layer) of
+    (B, T, C) tensors (``capture_attention_calls`` keeps the RoPE tables as well)."""
+    calls = capture_attention_calls(model, idx)
+    return [c.x for c in calls], [c.out for c in calls]
+
+
+def _blocks(model: nn.Module) -> nn.ModuleList:
+    for path in ("transformer.h", "model.layers"):  # the GPT's blocks, the Llama's
+        try:
+            return model.get_submodule(path)
+        except AttributeError:
+            continue
+    raise ValueError(f"model must have blocks at transformer.h or model.layers; {type(model).__name__} has neither")
 
 
 def block_shapes(model: nn.Module, idx: torch.Tensor, layer: int = 0) -> list[dict]:
     """What happens inside block ``layer`` on ``idx``: one row per submodule in the order they run,
     ``{"module", "weight" (shape or None), "input", "output"}``, recorded with forward hooks."""
-    blocks = model.transformer.h
+    blocks = _blocks(model)
     if not isinstance(layer, int) or not 0 <= layer < len(blocks):
         raise ValueError(f"layer must be an int in [0, {len(blocks) - 1}], got {layer!r}")
     rows: list[dict] = []
@@ -146,8 +202,8 @@ def attention_traces(model: nn.Module, idx: torch.Tensor) -> list[AttentionTrace
     was_training = model.training
     model.eval()
     try:
-        inputs, _ = capture_attention_inputs(model, idx)
-        return [attention_by_hand(m, x) for m, x in zip(attention_modules(model), inputs)]
+        calls = capture_attention_calls(model, idx)
+        return [attention_by_hand(m, c.x, c.cos, c.sin) for m, c in zip(attention_modules(model), calls)]
     finally:
         model.train(was_training)
 
@@ -336,6 +392,28 @@ PUBLISHED: dict[str, AttentionShape] = {
     # meta-llama/Meta-Llama-3-8B: hidden 4096 = 32 x 128, 8 KV heads (grouped-query attention)
     "Llama-3-8B": AttentionShape("Llama-3-8B", n_layer=32, n_head=32, n_kv_head=8, head_dim=128, context=8192),
 }
+
+
+@torch.no_grad()
+def per_position_loss(model: nn.Module, ids: Sequence[int], chunk: int = 256) -> torch.Tensor:
+    """Next-token loss at every position of one long sequence: (T - 1,) floats on the CPU, position t
+    predicting token t + 1. The output layer runs on ``chunk`` positions at a time, so a large
+    vocabulary never needs a (T, V) logit tensor."""
+    if len(ids) < 2:
+        raise ValueError(f"ids must hold at least 2 token ids, got {len(ids)}")
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    was_training = model.training
+    model.eval()
+    try:
+        idx = torch.tensor([list(ids)], device=model.device)
+        h = model.hidden(idx[:, :-1])[0]  # (T-1, C): the final hidden states
+        targets = idx[0, 1:]
+        losses = [F.cross_entropy(model.lm_head(h[s:s + chunk]).float(), targets[s:s + chunk], reduction="none")
+                  for s in range(0, h.shape[0], chunk)]
+    finally:
+        model.train(was_training)
+    return torch.cat(losses).cpu()
 
 
 # ---------------------------------------------------------------------------------------------

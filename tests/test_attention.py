@@ -23,6 +23,7 @@ from helpers.attention import (
     mass_on,
     mean_distance,
     merge_heads,
+    per_position_loss,
     planted_previous_token_model,
     previous_token_score,
     split_heads,
@@ -223,3 +224,14 @@ def test_block_shapes_follow_the_data_through_a_block():
     assert by["mlp.c_fc"]["output"] == (2, 7, 96) and by["mlp.c_proj"]["output"] == (2, 7, 24)
     with pytest.raises(ValueError, match=r"layer must be an int in \[0, 1\], got 2"):
         block_shapes(model, torch.randint(0, 97, (1, 3)), layer=2)
+
+
+def test_per_position_loss_equals_cross_entropy_of_the_logits():
+    model = _model()
+    ids = torch.randint(0, 97, (25,)).tolist()
+    with torch.no_grad():
+        logits = model(torch.tensor([ids[:-1]]))[0]
+    expected = F.cross_entropy(logits, torch.tensor(ids[1:]), reduction="none")
+    torch.testing.assert_close(per_position_loss(model, ids, chunk=7), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="at least 2"):
+        per_position_loss(model, [3])
