@@ -85,3 +85,15 @@ def test_plots_return_figures(parts):
     with pytest.raises(ValueError, match="weights must be"):
         plots.plot_attention_grid(w[0])
     plt.close("all")
+
+
+def test_head_scores_of_a_large_model_use_a_colour_bar():
+    import matplotlib.pyplot as plt
+
+    small = plots.plot_head_scores({"a": torch.rand(4, 4)})
+    large = plots.plot_head_scores({"a": torch.rand(30, 9), "b": torch.rand(30, 9)})
+    assert len(small.axes) == 1 and len(small.axes[0].texts) == 16  # every value written
+    assert len(large.axes) == 4 and not large.axes[0].texts  # two maps + two colour bars
+    with pytest.raises(ValueError, match="one shape"):
+        plots.plot_head_scores({"a": torch.rand(3, 2), "b": torch.rand(2, 3)})
+    plt.close("all")

@@ -10,7 +10,8 @@ import torch
 from matplotlib.figure import Figure
 
 
-def _map_on(ax: plt.Axes, weights: torch.Tensor, labels: Sequence[str] | None, title: str, small: bool) -> None:
+def _map_on(ax: plt.Axes, weights: torch.Tensor, labels: Sequence[str] | None, title: str, small: bool,
+            highlight: Sequence[int] = ()) -> None:
     w = weights.detach().float().cpu().numpy()
     ax.imshow(w, cmap="Blues", vmin=0, vmax=max(float(w.max()), 1e-9), interpolation="nearest")
     ax.set_title(title, fontsize=8 if small else 10)
@@ -19,18 +20,23 @@ def _map_on(ax: plt.Axes, weights: torch.Tensor, labels: Sequence[str] | None, t
         ax.set_xticks(ticks, labels, rotation=90, fontsize=7)
         ax.set_yticks(ticks, labels, fontsize=7)
         ax.set(xlabel="key (looked at)", ylabel="query (looking)")
+        for i in highlight:  # mark chosen tokens (say, a name) in red on both axes
+            ax.get_xticklabels()[i].set_color("red")
+            ax.get_yticklabels()[i].set_color("red")
     else:
         ax.set_xticks([])
         ax.set_yticks([])
 
 
-def plot_attention_map(weights: torch.Tensor, labels: Sequence[str] | None = None, title: str = "") -> Figure:
-    """One head's attention map (T, T): row = the query position, column = the key it takes from."""
+def plot_attention_map(weights: torch.Tensor, labels: Sequence[str] | None = None, title: str = "",
+                       highlight: Sequence[int] = ()) -> Figure:
+    """One head's attention map (T, T): row = the query position, column = the key it takes from;
+    the token labels at the positions in ``highlight`` are drawn in red."""
     if weights.dim() != 2:
         raise ValueError(f"weights must be (T, T), got shape {tuple(weights.shape)}")
     n = weights.shape[0]
     fig, ax = plt.subplots(figsize=(max(4, 0.22 * n + 1.5), max(3.6, 0.22 * n + 1.2)))
-    _map_on(ax, weights, labels, title, small=False)
+    _map_on(ax, weights, labels, title, small=False, highlight=highlight)
     fig.tight_layout()
     return fig
 
@@ -53,18 +59,29 @@ def plot_attention_grid(weights: torch.Tensor, titles: Sequence[Sequence[str]] |
 
 
 def plot_head_scores(scores: Mapping[str, torch.Tensor], fmt: str = "{:.2f}") -> Figure:
-    """One heat map per measure, each (n_layer, n_head), with the value written in every cell."""
-    fig, axes = plt.subplots(1, len(scores), figsize=(3.2 * len(scores), 3.0), squeeze=False)
+    """One heat map per measure, each (n_layer, n_head): layers as rows, heads as columns. Small grids
+    get the value written in every cell, large ones (a real LLM's hundreds of heads) a colour bar."""
+    shapes = {tuple(s.shape) for s in scores.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"scores must all be (n_layer, n_head) tensors of one shape, got {sorted(shapes)}")
+    L, H = next(iter(shapes))
+    annotate = L * H <= 64
+    height = 3.0 if annotate else 0.16 * L + 1.4
+    fig, axes = plt.subplots(1, len(scores), figsize=(max(3.2, 0.35 * H + 1.6) * len(scores), height), squeeze=False)
     for ax, (name, s) in zip(axes[0], scores.items()):
         a = s.detach().float().cpu().numpy()
-        ax.imshow(a, cmap="viridis")
-        L, H = a.shape
-        for i in range(L):
-            for j in range(H):
-                ax.text(j, i, fmt.format(a[i, j]), ha="center", va="center", fontsize=7,
-                        color="w" if a[i, j] < (a.min() + a.max()) / 2 else "k")
-        ax.set_xticks(range(H), [f"H{j}" for j in range(H)], fontsize=8)
-        ax.set_yticks(range(L), [f"L{i}" for i in range(L)], fontsize=8)
+        im = ax.imshow(a, cmap="viridis", aspect="auto")
+        if annotate:
+            for i in range(L):
+                for j in range(H):
+                    ax.text(j, i, fmt.format(a[i, j]), ha="center", va="center", fontsize=7,
+                            color="w" if a[i, j] < (a.min() + a.max()) / 2 else "k")
+        else:
+            fig.colorbar(im, ax=ax, fraction=0.08)
+        ax.set_xticks(range(H), [str(j) for j in range(H)], fontsize=7)
+        step = 1 if L <= 12 else 5
+        ax.set_yticks(range(0, L, step), [str(i) for i in range(0, L, step)], fontsize=7)
+        ax.set(xlabel="head", ylabel="layer")
         ax.set_title(name, fontsize=9)
     fig.tight_layout()
     return fig
@@ -120,11 +137,16 @@ def plot_kv_cache(rows: Sequence[Mapping], tokens_key: str = "tokens", label_key
 
 
 def plot_step_times(series: Mapping[str, Sequence[float]], xlabel: str = "generation step",
-                    title: str = "time of each generation step") -> Figure:
-    """Milliseconds per step, one line per series (log y): e.g. with and without the KV cache."""
+                    title: str = "time of each generation step", window: int = 9) -> Figure:
+    """Milliseconds per step (log y), one colour per series: every step thin and pale, and a running
+    median over ``window`` steps bold (on a shared machine single steps can be slowed by other programs)."""
     fig, ax = plt.subplots(figsize=(8, 3.4))
     for name, times in series.items():
-        ax.plot(np.arange(len(times)), np.asarray(times) * 1e3, label=name, lw=1)
+        ms = np.asarray(times, dtype=float) * 1e3
+        line, = ax.plot(np.arange(len(ms)), ms, lw=0.8, alpha=0.35)
+        k = max(1, min(window, len(ms)))
+        med = np.array([np.median(ms[max(0, i - k // 2): i + k // 2 + 1]) for i in range(len(ms))])
+        ax.plot(np.arange(len(ms)), med, color=line.get_color(), lw=2, label=f"{name} (running median)")
     ax.set(xlabel=xlabel, ylabel="ms", yscale="log", title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()
