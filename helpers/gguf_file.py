@@ -127,7 +127,7 @@ class _Cursor:
                 raise self.fail(f"{what} has an unknown element type {etype}")
             if count * least > self.size - self.pos:
                 raise self.fail(f"{what} claims {count} elements, more than the {self.size - self.pos} bytes "
-                                "left in the file can hold")
+                                "left in the file can hold (truncated or corrupt?)")
             if etype in _SCALARS:  # numbers in one go
                 fmt = _SCALARS[etype]
                 n = struct.calcsize(fmt) * count
@@ -172,7 +172,7 @@ class GGUFFile:
         # each metadata entry takes >= 8 (key length) + 4 (type) + 1 bytes, each tensor info >= 8 + 4 + 8 + 4 + 8
         if n_kv * 13 > self.size or n_tensors * 32 > self.size:
             raise cur.fail(f"claims {n_tensors} tensors and {n_kv} metadata entries, more than its "
-                           f"{self.size} bytes can hold")
+                           f"{self.size} bytes can hold (truncated or corrupt?)")
         metadata: dict = {}
         for i in range(n_kv):
             key = cur.string(f"metadata key {i}", MAX_KEY_BYTES)

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from helpers.byte_bpe import ByteLevelBPE, byte_alphabet
@@ -55,6 +56,11 @@ def _meta(gguf: GGUFFile, key: str, kind: type | tuple[type, ...], default=None)
     return value
 
 
+def _f32(value: float) -> float:
+    """A float32 from the file as the shortest decimal that rounds to it (1e-5, not 9.999999747378752e-06)."""
+    return float(np.format_float_positional(np.float32(value), unique=True, trim="-"))
+
+
 def config_from_gguf(gguf: GGUFFile) -> LlamaConfig:
     """The model's architecture from the file's metadata (``general.architecture`` must be ``llama``)."""
     arch = gguf.metadata.get("general.architecture")
@@ -81,8 +87,8 @@ def config_from_gguf(gguf: GGUFFile) -> LlamaConfig:
             block_size=context, vocab_size=embed.shape[0], n_layer=_meta(gguf, "llama.block_count", int),
             n_embd=n_embd, n_mlp=_meta(gguf, "llama.feed_forward_length", int), n_head=n_head,
             n_kv_head=_meta(gguf, "llama.attention.head_count_kv", int, n_head), head_dim=head_dim,
-            rope_base=float(_meta(gguf, "llama.rope.freq_base", (int, float), 10_000.0)),
-            norm_eps=float(_meta(gguf, "llama.attention.layer_norm_rms_epsilon", (int, float))),
+            rope_base=_f32(_meta(gguf, "llama.rope.freq_base", (int, float), 10_000.0)),
+            norm_eps=_f32(_meta(gguf, "llama.attention.layer_norm_rms_epsilon", (int, float))),
             tie_embeddings="output.weight" not in gguf.tensors,
         )
     except ValueError as err:
