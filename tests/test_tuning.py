@@ -283,3 +283,13 @@ def test_plots_draw_from_plain_data():
     for fig in figs:
         assert isinstance(fig, matplotlib.figure.Figure) and fig.axes
         plt.close(fig)
+
+
+def test_every_trial_is_validated_on_the_same_windows_whatever_its_batch_size_and_seed(tiny_data):
+    objective = _objective(tiny_data, eval_batch_size=5)
+    for batch_size, seed in ((4, None), (8, 7)):
+        model, history = objective.train({"lr": 1e-2, "batch_size": batch_size}, seed=seed)
+        # the trainer's last evaluation is the objective's own measurement on its fixed windows
+        assert history.eval_step == [4, 8, 12]
+        assert history.val_loss[-1] == pytest.approx(objective.validate(model), rel=1e-6)
+        assert history.best_val_loss == min(history.val_loss)
