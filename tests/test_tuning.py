@@ -60,11 +60,11 @@ def test_suggest_stays_inside_the_space():
 
 
 def test_grid_points_are_log_spaced_where_log():
-    grid = tuning.grid_points(SPACE, 4)
+    grid = tuning.grid_axes(SPACE, 4)
     assert grid["lr"] == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1])
     assert grid["n_layer"] == [1, 2, 3, 4] and grid["n_embd"] == [32, 64]
     with pytest.raises(ValueError, match="per_axis"):
-        tuning.grid_points(SPACE, 1)
+        tuning.grid_axes(SPACE, 1)
 
 
 def _study_on(space, fn, n=30, seed=0):
