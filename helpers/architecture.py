@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 # the memory figures live in helpers.memory; they stay importable from here for the notebooks
+from helpers.interface import LanguageModel
 from helpers.memory import (  # noqa: F401
     BYTES_PER_PARAMETER,
     TRAINING_BYTES,
@@ -31,7 +32,7 @@ from helpers.memory import (  # noqa: F401
     weight_bytes,
 )
 from helpers.model import GPT, GPTConfig
-from helpers.runtime import pick_device, synchronize
+from helpers.runtime import evaluating, pick_device, synchronize
 
 # ---------------------------------------------------------------------------------------------
 # GPT-2 as published (Radford et al. 2019; the Hugging Face configs gpt2, gpt2-medium, -large, -xl)
@@ -199,7 +200,7 @@ def extend_context(model: GPT, block_size: int, seed: int = 0) -> GPT:
     return bigger.train(model.training)
 
 
-def loss_per_position(model: GPT, tokens: torch.Tensor, seq_len: int | None = None, n_windows: int = 32,
+def loss_per_position(model: LanguageModel, tokens: torch.Tensor, seq_len: int | None = None, n_windows: int = 32,
                       batch_size: int = 8) -> torch.Tensor:
     """Mean next-token loss at each position 0..seq_len-1, over ``n_windows`` evenly spaced windows.
 
@@ -213,13 +214,10 @@ def loss_per_position(model: GPT, tokens: torch.Tensor, seq_len: int | None = No
         raise ValueError(f"tokens must be a 1-D tensor of at least seq_len+1={seq_len + 1} ids, got {tuple(tokens.shape)}")
     starts = torch.linspace(0, tokens.numel() - seq_len - 1, n_windows).long()
     total = torch.zeros(seq_len, dtype=torch.float64)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model), torch.no_grad():
         for chunk in starts.split(batch_size):
             idx = torch.stack([tokens[s:s + seq_len + 1] for s in chunk.tolist()]).to(model.device)  # (B, T+1)
             logits = model(idx[:, :-1]).float()  # (B, T, V)
             loss = F.cross_entropy(logits.transpose(1, 2), idx[:, 1:], reduction="none")  # (B, T)
             total += loss.sum(0).double().cpu()
-    model.train(was_training)
     return (total / len(starts)).float()

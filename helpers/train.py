@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -26,11 +27,11 @@ from helpers.data import TokenSplits, get_batch, to_device
 from helpers.interface import LanguageModel
 from helpers.memory import measured_training_bytes, saved_activation_bytes
 from helpers.optimizers import OPTIMIZERS, check_optimizer, make_optimizer
-from helpers.runtime import autocast, pick_device, synchronize
+from helpers.runtime import autocast, evaluating, pick_device, seed_everything, synchronize
 from helpers.schedules import SCHEDULES, lr_at
 
 __all__ = ["OPTIMIZERS", "History", "TrainConfig", "accumulate_gradients", "backward_step", "evaluate",
-           "make_optimizer", "train"]  # OPTIMIZERS and make_optimizer live in helpers.optimizers
+           "loss_on_fixed_windows", "make_optimizer", "train", "train_fresh"]  # OPTIMIZERS and make_optimizer live in helpers.optimizers
 
 def _positive_int(name: str, value: object, minimum: int = 1) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -224,15 +225,33 @@ def evaluate(model: LanguageModel, tokens: torch.Tensor, batch_size: int, block_
     """Mean loss over ``batches`` random windows of ``tokens``, in eval mode (dropout off); the
     model's train/eval mode is restored afterwards."""
     device = model.device if device is None else torch.device(device)
-    was_training = model.training
-    model.eval()
     total = torch.zeros((), device=device)
-    for _ in range(batches):
-        x, y = get_batch(tokens, batch_size, block_size, generator, device)
-        with autocast(device, amp):
-            total += model.loss(x, y).float()
-    model.train(was_training)
+    with evaluating(model):
+        for _ in range(batches):
+            x, y = get_batch(tokens, batch_size, block_size, generator, device)
+            with autocast(device, amp):
+                total += model.loss(x, y).float()
     return total.item() / batches
+
+
+def loss_on_fixed_windows(model: LanguageModel, tokens: torch.Tensor, batch_size: int, block_size: int | None = None,
+                          batches: int = 10, seed: int = 0, device: torch.device | str | None = None,
+                          amp: bool = True) -> float:
+    """``evaluate`` on windows drawn from a fixed ``seed``: the same windows at every call, so that
+    losses of different models, or of one model before and after a change, compare on the same text.
+    ``block_size`` defaults to the model's context length."""
+    block_size = model.config.block_size if block_size is None else block_size
+    return evaluate(model, tokens, batch_size, block_size, batches, torch.Generator().manual_seed(seed), device, amp)
+
+
+def train_fresh(make_model: Callable[[], LanguageModel], data: TokenSplits, seed: int = 0,
+                **config: Any) -> tuple[LanguageModel, History]:
+    """Seed everything with ``seed``, build a model with ``make_model()`` and train it quietly with
+    ``TrainConfig(seed=seed, progress=False, **config)``: the same initial weights, batches and
+    dropout masks at every call with the same arguments. Returns ``(model, history)``."""
+    seed_everything(seed)
+    model = make_model()
+    return model, train(model, data, TrainConfig(**{"seed": seed, "progress": False, **config}))
 
 
 def _saved_activation_bytes(model: LanguageModel, x: torch.Tensor, y: torch.Tensor, amp: bool) -> int:
@@ -330,9 +349,8 @@ def train(model: LanguageModel, data: TokenSplits, config: TrainConfig | None = 
             if k % 10 == 0 or k == config.steps:
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}", tok_s=f"{hist.tokens_per_s[-1]:,.0f}", refresh=False)
             if eval_every and (k % eval_every == 0 or k == config.steps):
-                eval_gen = torch.Generator().manual_seed(eval_seed)  # the same windows every time
-                val = evaluate(model, data.val, eval_batch_size, block_size, config.eval_batches, eval_gen,
-                               device, config.amp)
+                val = loss_on_fixed_windows(model, data.val, eval_batch_size, block_size, config.eval_batches,
+                                            eval_seed, device, config.amp)  # the same windows every time
                 hist.eval_step.append(k)
                 hist.val_loss.append(val)
                 if val < hist.best_val_loss:

@@ -128,13 +128,12 @@ class GPTObjective:
 
     def validate(self, model: Any, tokens: Any = None) -> float:
         """Mean loss on the same windows of ``tokens`` (default: the validation split) for every trial."""
-        import torch
-
-        from helpers.train import evaluate
+        from helpers.train import loss_on_fixed_windows
 
         tokens = self.data.val if tokens is None else tokens
-        windows = torch.Generator().manual_seed(self.seed + 1)  # fixed: independent of the trial's seed
-        return evaluate(model, tokens, self.eval_batch_size, self.block_size, self.eval_batches, windows, model.device)
+        # seed + 1: the windows train() uses for the trials (``configs``), independent of a trial's seed
+        return loss_on_fixed_windows(model, tokens, self.eval_batch_size, self.block_size, self.eval_batches,
+                                     self.seed + 1, model.device)
 
     def train(self, params: Mapping[str, Any], seed: int | None = None,
               on_eval: Callable[[int, float], bool | None] | None = None) -> tuple[Any, Any]:
