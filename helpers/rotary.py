@@ -8,7 +8,10 @@ can be computed, trained or not.
 
 ``rotary_gpt(config)`` is the course's GPT with its attention layers replaced by ``RotaryAttention``
 and the position table switched off (zero and frozen), so the two kinds of position can be trained
-the same way and compared. The rotation follows the "rotate half" layout of Hugging Face's Llama.
+the same way and compared. The rotation follows the "rotate half" layout of Hugging Face's Llama, as
+``helpers.llama`` does; the angles here are computed in float64, so that "only the distance counts"
+holds to 1e-9 even at position 100,000 (``helpers.llama.rope_tables`` computes them in float32, as
+Hugging Face does, which is exact enough inside a trained window; a test checks both agree).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from helpers.attention import (
     attention_traces,
     attention_weights,
     block_shapes,
+    capture_attention_calls,
     capture_attention_inputs,
     greedy_timed,
     kv_cache_bytes,
@@ -29,6 +30,7 @@ from helpers.attention import (
     split_heads,
     uniform_causal,
 )
+from helpers.llama import Llama, LlamaConfig, rope_tables
 from helpers.model import GPT, GPTConfig
 from helpers.rotary import apply_rotary, rotary_angles, rotary_gpt
 from helpers.runtime import num_threads
@@ -207,6 +209,13 @@ def test_rotary_gpt_cache_equals_full_forward_and_positions_are_frozen():
     torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-4, atol=1e-5)
 
 
+def test_rotary_angles_equal_the_llama_models_tables():
+    pos = torch.arange(0, 300)
+    ours, theirs = rotary_angles(pos, 64, 100_000.0), rope_tables(64, 100_000.0, pos)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a.float(), b, rtol=0, atol=1e-4)
+
+
 def test_rotary_errors():
     with pytest.raises(ValueError, match="head_dim must be an even int"):
         rotary_angles(torch.arange(3), 5)
@@ -235,3 +244,51 @@ def test_per_position_loss_equals_cross_entropy_of_the_logits():
     torch.testing.assert_close(per_position_loss(model, ids, chunk=7), expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="at least 2"):
         per_position_loss(model, [3])
+
+
+# ---------------------------------------------------------------------------------------------
+# The Llama layout: RoPE tables passed in, grouped-query attention
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def llama():
+    torch.manual_seed(0)
+    model = Llama(LlamaConfig(block_size=64, vocab_size=97, n_layer=2, n_embd=48, n_mlp=64, n_head=6, n_kv_head=2,
+                              rope_base=100.0)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(10)  # sharp attention: a wrong rotation or head grouping changes the output visibly
+    return model
+
+
+def test_by_hand_equals_the_llama_forward_with_rope_and_gqa(llama):
+    idx = torch.randint(0, 97, (2, 20), generator=torch.Generator().manual_seed(1))
+    calls = capture_attention_calls(llama, idx)
+    assert len(calls) == 2 and calls[0].cos.shape == (20, 8)
+    for attn, c in zip(attention_modules(llama), calls):
+        with torch.no_grad():
+            t = attention_by_hand(attn, c.x, c.cos, c.sin)
+        assert t.q.shape == (2, 6, 20, 8) and t.k.shape == (2, 2, 20, 8) and t.weights.shape == (2, 6, 20, 20)
+        torch.testing.assert_close(t.out, c.out, rtol=1e-4, atol=1e-4 * float(c.out.abs().max()))
+        # and against PyTorch's kernel, each query head reading its group's key/value head
+        ref = F.scaled_dot_product_attention(t.q, t.k.repeat_interleave(3, 1), t.v.repeat_interleave(3, 1), is_causal=True)
+        torch.testing.assert_close(t.heads, ref, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="cos and sin are needed"):
+        attention_by_hand(attention_modules(llama)[0], calls[0].x)
+
+
+def test_llama_cache_holds_the_rotated_by_hand_keys_and_matches_the_formula(llama):
+    idx = torch.randint(0, 97, (1, 12))
+    cache = llama.new_cache(1)
+    with torch.no_grad():
+        llama(idx, cache)
+    for layer, t in enumerate(attention_traces(llama, idx)):
+        torch.testing.assert_close(cache.k[layer, :, :, :12], t.k, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(cache.v[layer, :, :, :12], t.v, rtol=1e-5, atol=1e-5)
+    cfg = llama.config
+    assert allocated_bytes(cache) == kv_cache_bytes(cfg.n_layer, cfg.n_kv_head, cfg.head_dim, cache.k.shape[3], 4)
+    assert block_shapes(llama, idx)[2]["module"] == "self_attn.k_proj" and block_shapes(llama, idx)[2]["output"] == (1, 12, 16)
+    with_cache, _ = greedy_timed(llama, [1, 2, 3], 6, use_cache=True)
+    without, _ = greedy_timed(llama, [1, 2, 3], 6, use_cache=False)
+    assert with_cache == without
