@@ -78,6 +78,7 @@ def test_plots_return_figures(parts):
             plots.plot_head_scores({"a": w.mean((-1, -2)), "b": w.amax((-1, -2))}),
             plots.plot_similarity(torch.eye(5)),
             plots.plot_loss_by_position({"a": torch.rand(40), "b": torch.rand(40)}, 20),
+            plots.plot_loss_by_position({"a": torch.rand(40)}, None),
             plots.plot_kv_cache([{"model": m, "tokens": n, "bytes": 1e6 * n} for m in "ab" for n in (4, 8)]),
             plots.plot_step_times({"cache": [0.001, 0.002], "none": [0.003, 0.004]})]
     assert all(len(f.axes) >= 1 for f in figs)

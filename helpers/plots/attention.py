@@ -97,17 +97,18 @@ def plot_similarity(matrix: torch.Tensor, title: str = "", xlabel: str = "", yla
     return fig
 
 
-def plot_loss_by_position(curves: Mapping[str, torch.Tensor], trained_length: int, smooth: int = 8,
+def plot_loss_by_position(curves: Mapping[str, torch.Tensor], trained_length: int | None, smooth: int = 8,
                           title: str = "") -> Figure:
     """Loss at every position, one line per model (a running mean over ``smooth`` positions), with
-    the trained length marked."""
+    the trained length marked (``None``: the curves stay inside it, nothing to mark)."""
     fig, ax = plt.subplots(figsize=(8, 3.6))
     for name, c in curves.items():
         y = c.detach().float().cpu().numpy()
         k = max(1, min(smooth, len(y)))
         ys = np.convolve(y, np.ones(k) / k, mode="valid")
         ax.plot(np.arange(len(ys)) + (k - 1) / 2, ys, label=name)
-    ax.axvline(trained_length - 0.5, color="k", ls="--", lw=1, label=f"trained length ({trained_length})")
+    if trained_length is not None:
+        ax.axvline(trained_length - 0.5, color="k", ls="--", lw=1, label=f"trained length ({trained_length})")
     ax.set(xlabel="position in the sequence", ylabel="loss (nats per token)", title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()
