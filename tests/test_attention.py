@@ -1,4 +1,4 @@
-"""helpers.attention and helpers.rotary: attention by hand against the model and PyTorch's kernel,
+"""helpers.attention, helpers.kv_cache and helpers.rotary: attention by hand against the model and PyTorch's kernel,
 the KV-cache formula against the tensors a cache allocates, head measures on a planted head, RoPE
 against Hugging Face's Llama rotation."""
 
@@ -9,8 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from helpers.attention import (
-    PUBLISHED,
-    allocated_bytes,
     attention_by_hand,
     attention_entropy,
     attention_modules,
@@ -19,8 +17,6 @@ from helpers.attention import (
     block_shapes,
     capture_attention_calls,
     capture_attention_inputs,
-    greedy_timed,
-    kv_cache_bytes,
     mass_on,
     mean_distance,
     merge_heads,
@@ -30,6 +26,7 @@ from helpers.attention import (
     split_heads,
     uniform_causal,
 )
+from helpers.kv_cache import PUBLISHED, allocated_bytes, greedy_timed, kv_cache_bytes
 from helpers.llama import Llama, LlamaConfig, rope_tables
 from helpers.model import GPT, GPTConfig
 from helpers.rotary import apply_rotary, rotary_angles, rotary_gpt
