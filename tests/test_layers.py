@@ -18,7 +18,7 @@ LAYERS = {
     "smollm2_file": 0,
     "corpus": 1,  # text
     "tokenizer": 2, "byte_bpe": 2, "data": 2,  # text -> token ids
-    "model": 3, "llama": 3,  # the two model families
+    "fused_loss": 3, "model": 3, "llama": 3,  # the two model families and their fused loss
     # the tools that use a model: training, sampling, adaptation, measuring, tuning, loading
     "optimizers": 4, "memory": 4, "schedules": 4, "train": 4, "lr_range": 4, "sampling": 4, "lora": 4,
     "quantize": 4, "tuning": 4, "checkpoints": 4, "architecture": 4, "neurons": 4, "pretrain": 4,

@@ -1,4 +1,4 @@
-"""helpers.sampling: parameter validation, every step on the spec's edge cases, sampling statistics."""
+"""helpers.sampling: parameter validation, every step on the edge cases of docs/SAMPLING_SPEC.md, sampling statistics."""
 
 import dataclasses
 import math
