@@ -84,11 +84,13 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """RoPE written out: channel i and channel i + hd/2 form a pair that turns by the angle whose cos
-    and sin are given per position, ``x`` (..., T, hd), ``cos``/``sin`` (T, hd)."""
+    and sin are given per position, ``x`` (..., T, hd), ``cos``/``sin`` (T, hd), each angle stored in
+    both halves (only the second half of ``sin`` is read, so a table whose first half is negated, as
+    ``helpers.llama.rope_tables`` stores it, works the same)."""
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
-    # a 2-D rotation of (x1, x2): (x1 cos - x2 sin, x2 cos + x1 sin)
-    return torch.cat([x1 * cos[..., :half] - x2 * sin[..., :half], x2 * cos[..., half:] + x1 * sin[..., half:]], -1)
+    c, s = cos[..., half:], sin[..., half:]  # (T, hd/2): cos and sin of each pair's angle
+    return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1)  # a 2-D rotation of every pair (x1, x2)
 
 
 def attention_by_hand(attn: nn.Module, x: torch.Tensor, cos: torch.Tensor | None = None,
