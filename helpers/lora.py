@@ -107,10 +107,10 @@ class LoRALinear(nn.Module):
 def _check_hyper(rank: object, alpha: object, dropout: object) -> None:
     if not isinstance(rank, int) or isinstance(rank, bool) or rank <= 0:
         raise ValueError(f"rank must be a positive int, got {rank!r}")
-    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not alpha > 0:
-        raise ValueError(f"alpha must be a number > 0, got {alpha!r}")
-    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0 < alpha < math.inf:
+        raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
 
 
 def _is_linear(module: nn.Module) -> bool:
@@ -133,6 +133,8 @@ def matching_layers(model: nn.Module, targets: str | Iterable[str]) -> list[str]
 
     Raises ``ValueError`` naming any target that matches no linear layer.
     """
+    if not isinstance(targets, (str, Iterable)):
+        raise ValueError(f"targets must be a layer name or a list of layer names, got {targets!r}")
     targets = [targets] if isinstance(targets, str) else list(targets)
     if not targets or not all(isinstance(t, str) and t for t in targets):
         raise ValueError(f"targets must be a non-empty list of layer names, got {targets!r}")

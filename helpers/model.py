@@ -342,8 +342,17 @@ class GPT(nn.Module):
 
     def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of predicting ``targets`` (B, T) from ``idx``; -100 marks ignored targets."""
-        if targets.shape != idx.shape:
-            raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
+        if not isinstance(targets, torch.Tensor) or targets.shape != idx.shape:
+            shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
+            raise ValueError(f"targets must be a tensor with the shape of idx {tuple(idx.shape)}, got {shape}")
+        if targets.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+            raise ValueError(f"targets must hold integer token ids, got dtype {targets.dtype}")
+        targets = targets.long()
+        V = self.config.vocab_size
+        bad = ((targets < 0) & (targets != -100)) | (targets >= V)
+        if bad.any():  # one reduction (a sync on a GPU), for a clear error instead of an index error in gather
+            value = int(targets[bad][0])
+            raise ValueError(f"targets must be token ids in [0, vocab_size={V}) or -100 (ignored), got {value}")
         head = self.lm_head
         plain_head = (type(head) is nn.Linear and head.bias is None and not head._forward_hooks
                       and not head._forward_pre_hooks and not _autocast_on(idx.device.type))
