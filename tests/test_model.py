@@ -221,12 +221,21 @@ def test_loss_falls_back_to_the_plain_way_for_a_hooked_or_adapted_head():
         (dict(n_embd=10, n_head=3), "n_embd must be divisible by n_head"),
         (dict(n_layer=0), "n_layer must be a positive int, got 0"),
         (dict(dropout=1.0), r"dropout must be in \[0, 1\), got 1.0"),
+        (dict(dropout=False), r"dropout must be in \[0, 1\), got False"),
+        (dict(dropout=float("nan")), r"dropout must be in \[0, 1\), got nan"),
         (dict(vocab_size=2.5), "vocab_size must be a positive int"),
     ],
 )
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GPTConfig(**kwargs)
+
+
+def test_new_cache_names_a_bad_batch_size():
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=1, n_embd=4))
+    for bad in (True, 0, 2.0):
+        with pytest.raises(ValueError, match=f"batch_size must be an int >= 1, got {bad!r}"):
+            model.new_cache(bad)
 
 
 def test_bad_inputs():

@@ -117,6 +117,15 @@ def test_top_p_edge_cases():
     assert kept(apply_top_p(logits_of([0.5, 0.3, 0.15, 0.05]), 0.8001)) == [0, 1, 2]
 
 
+def test_process_logits_names_bad_arguments():
+    with pytest.raises(ValueError, match="logits must be a float tensor of shape \\(B, V\\), got list"):
+        process_logits([[1.0, 2.0]], SamplingParams())
+    with pytest.raises(ValueError, match="logits must be a float tensor .*dtype torch.int64"):
+        process_logits(torch.tensor([[1, 2]]), SamplingParams())
+    with pytest.raises(ValueError, match="params must be a SamplingParams, got NoneType"):
+        process_logits(torch.zeros(1, 3), None)
+
+
 def test_top_p_at_exact_boundaries():
     """A prefix whose mass equals p exactly ends there. cumsum - p rounded 0.8 below itself in float32
     and kept a third token; the exclusive cumulative sum does not."""

@@ -39,6 +39,9 @@ def test_validate_space_gives_optuna_distributions():
         ({"type": "categorical", "choices": []}, ["'p'", "choices"]),
         ({"type": "float", "low": 0, "high": 1, "lo": 2}, ["'p'", "unknown keys"]),
         ({"type": "float", "low": 0, "high": 1, "log": "yes"}, ["'p'", "log must be True or False"]),
+        ({"type": "float", "low": 0, "high": float("inf")}, ["'p'", "high must be a finite number", "inf"]),
+        ({"type": "float", "low": float("nan"), "high": 1}, ["'p'", "low must be a finite number", "nan"]),
+        ({"type": "float", "low": 0, "high": 1, "step": float("nan")}, ["'p'", "step must be a positive number"]),
         ("float", ["'p'", "must be a dict"]),
     ],
 )
@@ -102,6 +105,9 @@ def test_sampler_and_pruner_names():
         assert isinstance(tuning.make_pruner(name, min_steps=5, max_steps=50), optuna.pruners.BasePruner)
     with pytest.raises(ValueError, match="sampler must be one of"):
         tuning.make_sampler("bayes")
+    for bad in (True, -1, 2**32, 2.5):
+        with pytest.raises(ValueError, match=rf"seed must be None or an int in \[0, 2\*\*32\).*got {bad!r}"):
+            tuning.make_sampler("random", bad)
     with pytest.raises(ValueError, match="pruner must be one of"):
         tuning.make_pruner("mean")
     with pytest.raises(ValueError, match="space="):

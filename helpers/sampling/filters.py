@@ -200,8 +200,11 @@ def process_logits(logits: torch.Tensor, params: SamplingParams, prompt_ids: tor
     greedy choice survives. ``softmax`` of the result is the distribution the sampler draws from
     (up to a constant shift per row, the result is the processed logits).
     """
-    if logits.dim() != 2:
-        raise ValueError(f"logits must have shape (B, V), got {tuple(logits.shape)}")
+    if not isinstance(params, SamplingParams):
+        raise ValueError(f"params must be a SamplingParams, got {type(params).__name__}")
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or not logits.is_floating_point():
+        shape = f"shape {tuple(logits.shape)}, dtype {logits.dtype}" if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"logits must be a float tensor of shape (B, V), got {shape}")
     if bool(torch.isnan(logits).any() | torch.isposinf(logits).any()):
         raise ValueError("logits must not contain NaN or +inf")
     B, V = logits.shape
