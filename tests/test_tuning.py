@@ -150,6 +150,20 @@ def test_study_persists_in_storage_and_exports_rows(tmp_path, kind):
         assert len(list(csv.DictReader(f))) == 5
 
 
+def test_interrupted_csv_write_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tuning.write_csv([{"a": 1}, {"a": 2}], tmp_path / "trials.csv")
+    before = path.read_text()
+
+    def crash(self, rows):
+        raise KeyboardInterrupt("power cut")
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", crash)
+    with pytest.raises(KeyboardInterrupt):
+        tuning.write_csv([{"a": 3}], path)
+    assert path.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["trials.csv"]
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_best_so_far_skips_missing_values():
     assert tuning.best_so_far([3.0, None, 2.0, 5.0, 1.0]) == [3.0, 3.0, 2.0, 2.0, 1.0]
     assert tuning.best_so_far([1.0, 3.0], direction="maximize") == [1.0, 3.0]
