@@ -384,3 +384,27 @@ def test_a_filter_added_to_the_chain_acts_on_the_top_k_shortcut_and_the_long_way
     assert torch.isfinite(shortcut).sum() == 6 and torch.equal(torch.isfinite(shortcut), torch.isfinite(long_way))
     assert torch.equal(torch.isfinite(shortcut), x >= x.topk(2, dim=-1).values[:, -1:])
     torch.testing.assert_close(shortcut.softmax(-1), long_way.softmax(-1))
+
+
+def test_any_non_number_for_a_number_field_is_named():
+    """Property: NaN, ±inf, True/False, None, a string, or a value float32 cannot carry, in any numeric
+    field of SamplingParams, raises a ValueError naming the field and showing the value."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    fields = ["temperature", "top_k", "top_p", "min_p", "repetition_penalty", "frequency_penalty",
+              "presence_penalty", "max_tokens", "min_tokens"]
+    bad = st.sampled_from([math.nan, math.inf, -math.inf, True, False, None, "1", [1], -1, 1e-320, 1e39])
+
+    @settings(max_examples=200, deadline=None, derandomize=True)
+    @given(st.sampled_from(fields), bad)
+    def check(name, value):
+        if value in (1e-320, 1e39) and name not in ("temperature", "repetition_penalty"):
+            return  # (tiny or huge values are legal or clamped by the ranges of the other fields)
+        if value == -1 and name in ("frequency_penalty", "presence_penalty"):
+            return  # inside [-2, 2]
+        with pytest.raises(ValueError, match=name) as err:
+            SamplingParams(**{name: value})
+        assert repr(value) in str(err.value)
+
+    check()

@@ -2,6 +2,7 @@
 
 import copy
 import math
+import re
 import sys
 
 import pytest
@@ -214,3 +215,30 @@ def test_bad_train_input():
         train(_model(), _pattern_data(), _config(block_size=32))
     with pytest.raises(ValueError, match="data must be a TokenSplits"):
         train(_model(), torch.arange(100), _config())
+
+
+def test_any_non_number_for_a_number_field_is_named():
+    """Property: NaN, ±inf, True/False, None or a string in any numeric field of TrainConfig raises a
+    ValueError whose message names the field and shows the value (never later, never a TypeError)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    # None is allowed where the field documents it (off / default)
+    fields = {"steps": False, "batch_size": False, "lr": False, "momentum": False, "weight_decay": False,
+              "warmup_steps": False, "min_lr_ratio": False, "grad_clip": True, "grad_accum": False,
+              "eval_batches": False, "diverge_factor": True, "seed": False, "patience": True, "eval_every": True,
+              "block_size": True}
+    bad = st.sampled_from([math.nan, math.inf, -math.inf, True, False, None, "1", [1], 2**64, -1])
+
+    @settings(max_examples=200, deadline=None, derandomize=True)
+    @given(st.sampled_from(sorted(fields)), bad)
+    def check(name, value):
+        if value is None and fields[name]:
+            return
+        if value == 2**64 and name != "seed":
+            return  # a huge int is a legal size or count
+        with pytest.raises(ValueError, match=re.escape(name)) as err:
+            _config(**{name: value})
+        assert repr(value) in str(err.value)
+
+    check()
