@@ -156,6 +156,23 @@ def _check_plain(model: torch.nn.Module) -> None:
             "helpers.quantize.dequantize_model(model)")
 
 
+def _non_str_key(value: object) -> object | None:
+    """The first dict key, at any depth, that is not a str (None if there is none)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return k
+            found = _non_str_key(v)
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            found = _non_str_key(v)
+            if found is not None:
+                return found
+    return None
+
+
 def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -182,6 +199,10 @@ def save_checkpoint(directory: str | Path, model: LanguageModel, tokenizer: BPET
             json.dumps(extra)
         except (TypeError, ValueError) as err:
             raise ValueError(f"extra must hold only JSON values (str, numbers, lists, dicts): {err}") from err
+        bad_key = _non_str_key(extra)
+        if bad_key is not None:  # JSON would turn it into a string: the loaded extra would differ
+            raise ValueError(f"extra: dict keys must be strings (JSON turns {bad_key!r} into {str(bad_key)!r}), "
+                             f"got {bad_key!r}")
     if directory.exists():
         if not directory.is_dir():
             raise ValueError(f"directory {str(directory)!r} exists and is a file, not a directory")

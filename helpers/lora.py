@@ -269,15 +269,21 @@ def load_lora_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) ->
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         raise ValueError(f"state does not fit this model's LoRA layers: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    for name, m in layers.items():
+    for name, m in layers.items():  # check everything first, so a bad state changes nothing
         a, b = state[f"{name}.lora_A"], state[f"{name}.lora_B"]
         if a.shape != m.lora_A.shape or b.shape != m.lora_B.shape:
             raise ValueError(
                 f"state: {name} has rank {a.shape[0]} (A {tuple(a.shape)}, B {tuple(b.shape)}) but the model "
                 f"has rank {m.rank} (A {tuple(m.lora_A.shape)}, B {tuple(m.lora_B.shape)})"
             )
-        m.lora_A.copy_(a)
-        m.lora_B.copy_(b)
+        scaling = float(state[f"{name}.scaling"])
+        if not 0 < scaling < math.inf:
+            raise ValueError(f"state: {name}.scaling must be a finite number > 0 (alpha / rank), got {scaling!r}")
+        if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+            raise ValueError(f"state: {name}.lora_A / lora_B hold inf or NaN values")
+    for name, m in layers.items():
+        m.lora_A.copy_(state[f"{name}.lora_A"])
+        m.lora_B.copy_(state[f"{name}.lora_B"])
         m.scaling = float(state[f"{name}.scaling"])
     return model
 

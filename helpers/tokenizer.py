@@ -304,7 +304,8 @@ class BPETokenizer:
             raise ValueError(f"{source} is not a tokenizer file (expected a JSON object with format={FORMAT!r})")
         merges, pattern = data.get("merges"), data.get("pattern")
         if not isinstance(pattern, str) or not isinstance(merges, list) or not all(
-            isinstance(m, list) and len(m) == 2 and all(isinstance(x, int) for x in m) for m in merges
+            isinstance(m, list) and len(m) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in m)
+            for m in merges
         ):
             raise ValueError(f"{source}: 'pattern' must be a string and 'merges' a list of [int, int] pairs")
         try:

@@ -349,3 +349,11 @@ def test_refuses_lora_and_quantised_models(tmp_path, model):
     with pytest.raises(ValueError, match=r"model has LoRA adapters"):
         save_checkpoint(tmp_path / "l", model)
     assert not (tmp_path / "l").exists()
+
+
+def test_extra_with_non_string_keys_is_refused(tmp_path, model):
+    """JSON turns the key 1 into "1": the loaded extra would silently differ from the saved one."""
+    for extra in ({1: "a"}, {"runs": [{2.5: 1}]}):
+        with pytest.raises(ValueError, match=r"extra: dict keys must be strings"):
+            save_checkpoint(tmp_path / "x", model, extra=extra)
+    assert not (tmp_path / "x").exists()

@@ -284,3 +284,21 @@ def test_merging_an_lm_head_adapter_leaves_the_tied_embedding_alone():
         torch.testing.assert_close(model(x), adapted, atol=1e-5, rtol=0)
         remove_lora(model)
         torch.testing.assert_close(model(x), adapted, atol=1e-5, rtol=0)
+
+
+def test_load_rejects_non_finite_adapters_and_changes_nothing():
+    model = _gpt()
+    apply_lora(model, rank=2, alpha=4, targets=["c_attn", "c_fc"])
+    before = lora_state_dict(model)
+    for key, value in (("transformer.h.1.mlp.c_fc.scaling", torch.tensor(float("nan"))),
+                       ("transformer.h.1.mlp.c_fc.scaling", torch.tensor(0.0)),
+                       ("transformer.h.1.mlp.c_fc.lora_B", torch.full_like(before["transformer.h.1.mlp.c_fc.lora_B"], float("inf")))):
+        bad = {k: v.clone() for k, v in before.items()}
+        for k in bad:
+            if k.endswith("lora_A"):
+                bad[k].add_(1.0)  # every layer differs, so a partial load would show
+        bad[key] = value
+        with pytest.raises(ValueError, match="transformer.h.1.mlp.c_fc"):
+            load_lora_state_dict(model, bad)
+        after = lora_state_dict(model)
+        assert all(torch.equal(after[k], before[k]) for k in before)

@@ -290,3 +290,10 @@ def test_round_trip_property(tok):
         assert all(0 <= i < tok.eot_id for i in ids)
 
     check()
+
+
+def test_tokenizer_data_with_booleans_as_ids_is_refused(tok):
+    data = tok.to_dict()
+    data["merges"] = [[True, 32], *data["merges"][1:]]  # JSON true would have been read as the id 1
+    with pytest.raises(ValueError, match=r"'merges' a list of \[int, int\] pairs"):
+        BPETokenizer.from_dict(data)
