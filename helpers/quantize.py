@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from helpers.memory import model_size_bytes  # noqa: F401  (part of this module's API)
 from helpers.model import replace_submodule
 
 BITS = (4, 8)
@@ -247,14 +248,3 @@ def dequantize_model(model: nn.Module, inplace: bool = False) -> nn.Module:
                 lin.bias = nn.Parameter(m.bias.clone())
             replace_submodule(out, name, lin)
     return out
-
-
-def model_size_bytes(model: nn.Module) -> int:
-    """Bytes of all parameters and buffers, each shared tensor counted once."""
-    seen, total = set(), 0
-    for t in (*model.parameters(), *model.buffers()):
-        key = (t.device, t.data_ptr(), t.numel(), t.dtype)
-        if key not in seen:
-            seen.add(key)
-            total += t.numel() * t.element_size()
-    return total

@@ -97,3 +97,18 @@ def test_pick_device_bad_argument_names_the_parameter(monkeypatch, bad):
     with pytest.raises(ValueError, match=r"device.*(must be|not available).*cpu") as err:
         runtime.pick_device(bad)
     assert repr(bad) in str(err.value)
+
+
+def test_evaluating_switches_to_eval_mode_and_back_even_after_an_error():
+    from helpers.runtime import evaluating
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5))
+    for start in (True, False):
+        model.train(start)
+        with evaluating(model) as m:
+            assert m is model and not model.training and not model[1].training
+        assert model.training is start and model[1].training is start
+    model.train()
+    with pytest.raises(RuntimeError), evaluating(model):
+        raise RuntimeError("inside")
+    assert model.training
