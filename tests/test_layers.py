@@ -15,14 +15,14 @@ HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 LAYERS = {
     # 0: no course dependencies: the device and fast mode, the model interface, file formats, tables
     "runtime": 0, "check_env": 0, "interface": 0, "exercises": 0, "experiments": 0, "gguf_file": 0,
-    "smollm2_file": 0,
+    "smollm2_file": 0, "glossary": 0,
     "corpus": 1,  # text
     "tokenizer": 2, "byte_bpe": 2, "data": 2,  # text -> token ids
     "fused_loss": 3, "model": 3, "llama": 3,  # the two model families and their fused loss
     # the tools that use a model: training, sampling, adaptation, measuring, tuning, loading
     "optimizers": 4, "memory": 4, "schedules": 4, "train": 4, "lr_range": 4, "sampling": 4, "lora": 4,
     "quantize": 4, "tuning": 4, "checkpoints": 4, "architecture": 4, "neurons": 4, "pretrain": 4,
-    "pretrained": 4, "attention": 4, "kv_cache": 4, "rotary": 4,
+    "pretrained": 4, "attention": 4, "kv_cache": 4, "rotary": 4, "cheatsheet": 4,
     "plots": 5,  # figures
     "widgets": 6,  # interactive notebook controls
 }
