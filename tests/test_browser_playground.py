@@ -83,7 +83,8 @@ def test_playground_reacts_to_the_temperature_slider(tmp_path):
         try:
             page.wait_for_function("() => document.querySelector('.playground-prompt textarea').value"
                                    ".includes('<|im_start|>assistant')", timeout=60_000)
-            page.wait_for_function(f"(old) => document.querySelector('{READOUT}').innerText !== old",
+            page.wait_for_function(f"(old) => {{ const t = document.querySelector('{READOUT}').innerText; "
+                                   "return t !== old && t.includes('tokens can be drawn'); }",  # not 'loading ...'
                                    arg=greedy_base, timeout=120_000)
         except Exception as err:
             raise AssertionError(f"switching to SmolLM2 showed nothing new; readout: {_readout(page)!r}\n"
