@@ -3,7 +3,9 @@ produce, and a continuation sampled with them.
 
 The callback only calls pure functions of ``helpers.sampling`` and ``helpers.plots.sampling``, so
 the widget can be tested without a browser by setting the controls' values from Python. An invalid
-combination (say min_tokens > max_tokens) shows the ValueError's message instead of a traceback.
+combination (say min_tokens > max_tokens) shows the ValueError's message instead of a traceback, and
+clears the readout, the chart and the sample, so nothing on screen pretends to belong to the invalid
+settings. Any other failure (in drawing the chart, say) is shown the same way, never a traceback.
 
 A menu switches between the base model and other models, by default SmolLM2-135M-Instruct, which is
 loaded on its first selection only and gets a chat prompt in the prompt box.
@@ -95,6 +97,12 @@ def sampling_playground(model, tokenizer, prompt: str = "Once upon a time", seed
     loaded = {BASE: (model, tokenizer)}  # name -> (model, tokenizer) once loaded
     prompts = {BASE: prompt}  # name -> the prompt last shown for it
 
+    def show_error(message: str) -> None:
+        error.value = message
+        readout.value = ""
+        sample.value = "<i>no sample for these settings</i>"
+        chart.value = b""  # an empty image: the old chart would look like the answer to the new settings
+
     def update(*_) -> None:
         if current["switching"]:  # the prompt box is being refilled by a model switch, which updates once
             return
@@ -106,17 +114,21 @@ def sampling_playground(model, tokenizer, prompt: str = "Once upon a time", seed
             params = SamplingParams(**values)
             raw, processed = next_token_distribution(model, text, params, tokenizer)
             completion = generate(model, text, params, tokenizer)
+            png = figure_png(plot_playground(raw, processed, tokenizer.token_str, top))
+            summary = distribution_summary(processed, tokenizer.token_str)
         except ValueError as err:  # show the message in the widget instead of a traceback
-            error.value = f"<b style='color:#b00'>ValueError:</b> {html.escape(str(err))}"
+            show_error(f"<b style='color:#b00'>ValueError:</b> {html.escape(str(err))}")
+            return
+        except Exception as err:  # a widget callback has nowhere else to report to
+            show_error(f"<b style='color:#b00'>{type(err).__name__}:</b> {html.escape(str(err))}")
             return
         error.value = ""
         readout.value = (f"<code>T = {params.temperature:.2f}, top_k = {params.top_k}, top_p = {params.top_p:.2f}, "
-                         f"min_p = {params.min_p:.2f}: {html.escape(distribution_summary(processed, tokenizer.token_str))}"
-                         "</code>")
+                         f"min_p = {params.min_p:.2f}: {html.escape(summary)}</code>")
         sample.value = (f"<pre style='white-space: pre-wrap'><b>{html.escape(text)}</b>{html.escape(completion.text)}"
                         f"</pre><small>{len(completion.token_ids)} tokens, finish_reason "
                         f"{completion.finish_reason!r}</small>")
-        chart.value = figure_png(plot_playground(raw, processed, tokenizer.token_str, top))
+        chart.value = png
 
     def sample_again(_) -> None:
         controls["seed"].value += 1  # triggers update
@@ -138,8 +150,8 @@ def sampling_playground(model, tokenizer, prompt: str = "Once upon a time", seed
             readout.value = f"<code>loading {html.escape(name)} ...</code>"
             try:
                 new_model, new_tokenizer, prompts[name] = models[name]()
-            except ValueError as err:  # e.g. the package is missing: the message says how to install it
-                error.value = f"<b style='color:#b00'>ValueError:</b> {html.escape(str(err))}"
+            except Exception as err:  # e.g. the package is missing (a ValueError that says how to install it)
+                error.value = f"<b style='color:#b00'>{type(err).__name__}:</b> {html.escape(str(err))}"
                 readout.value = shown
                 quietly_set("model", current["name"])  # back to the model that works
                 return
