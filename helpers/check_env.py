@@ -24,6 +24,7 @@ REQUIRED = {
     "optuna": "3.5",
     "cmaes": "0.10",
     "safetensors": "0.4",
+    "gguf": "0.10",
 }
 MIN_PYTHON = (3, 10)
 
