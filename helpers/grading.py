@@ -21,6 +21,7 @@ import argparse
 import csv
 import html
 import json
+import multiprocessing
 import os
 import re
 import tempfile
@@ -266,7 +267,7 @@ def grade(submissions: list[Path], timeout: float = 300.0, jobs: int = 1) -> lis
     todo = [(path, base, timeout) for path, base in collect(submissions)]
     if jobs == 1:
         return [_grade_one(t) for t in todo]
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(pool.map(_grade_one, todo))
 
 
