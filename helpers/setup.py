@@ -379,7 +379,8 @@ def build_wheelhouse(
 
 # ---------------------------------------------------------------------------------------------- bundle
 
-BUNDLE_TOP = ["README.md", "pyproject.toml", "environment.yml", "Makefile", "TEACHING.md"]
+# TEACHING.md stays out: its instructor notes give every exercise's answer.
+BUNDLE_TOP = ["README.md", "pyproject.toml", "environment.yml", "Makefile"]
 
 
 def bundle_files(root: Path = ROOT) -> list[Path]:

@@ -76,8 +76,9 @@ def execute(name: str, fast: bool, timeout: float = 1800.0) -> dict:
     return json.loads(nbformat.writes(nb))
 
 
-def page_notebook(name: str, executed: dict) -> dict:
-    """The notebook a page shows: exercises as given to learners, each followed by its hidden solution."""
+def page_notebook(name: str, executed: dict, solutions: bool = True) -> dict:
+    """The notebook a page shows: exercises as given to learners, each followed by its hidden solution
+    (or by nothing, without ``solutions``)."""
     learner = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
     out = copy.deepcopy(executed)
     cells = []
@@ -87,6 +88,8 @@ def page_notebook(name: str, executed: dict) -> dict:
             shown["outputs"], shown["execution_count"] = [], None
             shown["id"] = f"{mine.get('id', 'cell')}-exercise"  # cell ids must stay unique
             cells.append(shown)
+            if not solutions:
+                continue
             done = copy.deepcopy(done)
             done.setdefault("metadata", {}).setdefault("tags", []).append("course-solution")
         cells.append(_without_widgets(done))
@@ -205,7 +208,7 @@ def _build_one(args: tuple[str, bool, float, Path | None]) -> tuple[str, dict, f
 
 
 def build(out: Path, fast: bool = False, only: list[str] | None = None, jobs: int = 1,
-          timeout: float = 1800.0, executed: Path | None = None) -> list[Path]:
+          timeout: float = 1800.0, executed: Path | None = None, solutions: bool = True) -> list[Path]:
     """Execute the notebooks and write the site into ``out``; return the pages written, index first.
 
     With ``executed``, executed notebooks are kept in that folder and reused by the next build (delete the
@@ -231,7 +234,7 @@ def build(out: Path, fast: bool = False, only: list[str] | None = None, jobs: in
     pages[0].write_text(index_page(names, fast), encoding="utf-8")
     for i, (name, executed, seconds) in enumerate(done):
         page = out / f"{name[:-6]}.html"
-        page.write_text(render(page_notebook(name, executed), names, i, stems), encoding="utf-8")
+        page.write_text(render(page_notebook(name, executed, solutions), names, i, stems), encoding="utf-8")
         pages.append(page)
         print(f"{name}: executed in {seconds:.0f} s", flush=True)
     return pages
@@ -247,9 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="notebooks executed at a time (default 1)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per cell (default 1800)")
     p.add_argument("--executed", type=Path, help="keep executed notebooks here and reuse them next time")
+    p.add_argument("--no-solutions", action="store_true", help="leave the solutions out (a site for students)")
     args = parser.parse_args(argv)
     pages = build(args.out, fast=args.fast, only=args.notebooks, jobs=args.jobs, timeout=args.timeout,
-                  executed=args.executed)
+                  executed=args.executed, solutions=not args.no_solutions)
     print(f"site: {len(pages)} pages in {args.out}; open {args.out / 'index.html'}")
     return 0
 

@@ -25,6 +25,7 @@ def test_bundle_has_the_course_and_no_solutions(tmp_path):
     assert assets and assets <= rel
     assert not any(n.endswith(".pyc") or "__pycache__" in n for n in rel)
     assert not any(n.startswith(("tests/", "benchmarks/", ".ci/")) for n in rel)
+    assert "TEACHING.md" not in rel, "the instructor notes give the answers"
     with zipfile.ZipFile(out) as zf:
         for name in shipped:
             nb = json.loads(zf.read(top + name))

@@ -165,3 +165,4 @@ def test_outputs_in_the_working_copy_pass_outputs_in_a_commit_fail(tmp_path):
     assert setup.verify_notebooks_clean(tmp_path) == 0
     git("add", ".")
     assert setup.verify_notebooks_clean(tmp_path) != 0
+
