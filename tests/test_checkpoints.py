@@ -27,9 +27,8 @@ def tok() -> BPETokenizer:
 
 
 @pytest.fixture()
-def model(tok) -> GPT:
-    torch.manual_seed(0)
-    return GPT(GPTConfig(block_size=16, vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=16))
+def model(tok, tiny_gpt) -> GPT:
+    return tiny_gpt(vocab_size=tok.vocab_size, n_layer=2)
 
 
 @pytest.fixture()
@@ -143,7 +142,7 @@ def test_corrupt_tokenizer(saved):
 def test_bad_arguments(tmp_path, model, tok):
     with pytest.raises(ValueError, match="extra must hold only JSON values"):
         save_checkpoint(tmp_path / "x", model, extra={"t": torch.zeros(1)})
-    with pytest.raises(ValueError, match="model must be a helpers.model.GPT"):
+    with pytest.raises(ValueError, match="model must be a language model"):
         save_checkpoint(tmp_path / "x", torch.nn.Linear(2, 2))
     small = BPETokenizer.train("ab ab ab", 300)
     with pytest.raises(ValueError, match="vocab_size"):
