@@ -7,6 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 MAX_STOP_STRINGS = 8
+# The sampler works in float32: logits / T and logit / θ must stay finite and a nonzero T must not
+# round to 0 (1e-320 does) or to inf (1e39 does). Inside this range both hold with room to spare.
+SCALE_RANGE = (1e-30, 1e30)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -35,11 +38,11 @@ class SamplingParams:
     Frozen, so that no value skips validation: ``params.replace(temperature=0.5)`` makes a changed copy.
     """
 
-    temperature: float = 1.0  # logits / T; 0 = greedy (argmax; cutting filters ignored)
+    temperature: float = 1.0  # logits / T; 0 = greedy (argmax; cutting filters ignored); else in SCALE_RANGE
     top_k: int = 0  # keep the k most likely tokens (ties with the k-th kept); 0 = off
     top_p: float = 1.0  # keep the smallest most-likely set whose mass reaches p; 1 = off
     min_p: float = 0.0  # keep tokens with p >= min_p * p_max; 0 = off
-    repetition_penalty: float = 1.0  # seen tokens (prompt + output): logit / θ if > 0 else logit * θ
+    repetition_penalty: float = 1.0  # seen tokens (prompt + output): logit / θ if > 0 else logit * θ; θ in SCALE_RANGE
     frequency_penalty: float = 0.0  # logit -= count_in_output * α_f
     presence_penalty: float = 0.0  # logit -= α_p if the token is in the output at all
     logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
@@ -54,14 +57,17 @@ class SamplingParams:
         def set_(name: str, value: object) -> None:  # normalise a field of the frozen instance
             object.__setattr__(self, name, value)
 
-        set_("temperature", _check_number("temperature", self.temperature, 0, math.inf,
-                                          "a finite float >= 0", hi_open=True))
+        lo, hi = SCALE_RANGE
+        allowed_t = "0 (greedy) or a float in [1e-30, 1e30] (what float32 arithmetic can carry)"
+        set_("temperature", _check_number("temperature", self.temperature, 0, hi, allowed_t))
+        if 0 < self.temperature < lo:
+            raise ValueError(f"temperature must be {allowed_t}, got {self.temperature!r}")
         if not _is_int(self.top_k) or self.top_k < 0:
             raise ValueError(f"top_k must be an int >= 0 (0 = off), got {self.top_k!r}")
         set_("top_p", _check_number("top_p", self.top_p, 0, 1, "in (0, 1]", lo_open=True))
         set_("min_p", _check_number("min_p", self.min_p, 0, 1, "in [0, 1]"))
-        set_("repetition_penalty", _check_number("repetition_penalty", self.repetition_penalty, 0, math.inf,
-                                                 "a finite float > 0 (1 = off)", lo_open=True, hi_open=True))
+        set_("repetition_penalty", _check_number("repetition_penalty", self.repetition_penalty, lo, hi,
+                                                 "a float in [1e-30, 1e30] (1 = off)"))
         for name in ("frequency_penalty", "presence_penalty"):
             set_(name, _check_number(name, getattr(self, name), -2, 2, "in [-2, 2]"))
         if not isinstance(self.logit_bias, Mapping):
@@ -97,15 +103,40 @@ class SamplingParams:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Presets: settings for use cases, as data (notebook 07 explains the reasoning)
+# Presets: settings for use cases, as data (notebook 07 explains the reasoning and measures them)
 
 PRESETS: dict[str, SamplingParams] = {
-    # Reproducible and auditable: greedy, a mild repetition penalty against loops, a hard length cap.
-    "factual_summary": SamplingParams(temperature=0.0, repetition_penalty=1.1, max_tokens=120, stop=["\n\n"]),
+    # Reproducible and auditable: greedy, a hard length cap and a stop at the first blank line. No
+    # penalty: a faithful summary must copy its source's names, dates and numbers, and the repetition
+    # penalty counts the prompt, so it punishes exactly that copying; frequency and presence penalties
+    # count the output only but still push a term away the second time it is needed. The cap and the
+    # stop string bound a greedy loop instead (measured on SmolLM2 in notebook 07).
+    "factual_summary": SamplingParams(temperature=0.0, max_tokens=120, stop=["\n\n"]),
     # A sensible default for a chat assistant: some variety, long tails cut.
     "balanced_chat": SamplingParams(temperature=0.7, top_p=0.9, max_tokens=200),
     # Varied wording for stories: full temperature, min-p trims nonsense, additive penalties vary words.
     "creative_story": SamplingParams(temperature=1.0, top_p=0.95, min_p=0.05, frequency_penalty=0.3,
                                      presence_penalty=0.3, max_tokens=300),
     "greedy": SamplingParams(temperature=0.0),
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# What three widely used samplers do when a setting is left unset, in this course's names.
+# None: the setting does not exist there (or is unset, which means off). Where each value comes from:
+# - transformers: ``GenerationConfig._get_default_generation_params()`` in
+#   ``transformers/generation/configuration_utils.py`` (version 5); a checkpoint's
+#   ``generation_config.json`` overrides them. ``do_sample`` is False, so ``generate()`` is greedy
+#   unless asked to sample, and top_k=50 then applies to every sampled token. tests/test_sampling_oracle.py
+#   checks these against the installed package.
+# - llama.cpp: ``struct common_params_sampling`` in ``common/common.h`` (the command-line tools and
+#   the server); its repetition penalties look at the last 64 tokens (``penalty_last_n``).
+# - OpenAI API: the Chat Completions reference; it has no top_k, min_p or repetition penalty.
+LIBRARY_DEFAULTS: dict[str, dict[str, float | int | bool | None]] = {
+    "transformers": dict(sampling=False, temperature=1.0, top_k=50, top_p=1.0, min_p=None,
+                         repetition_penalty=1.0, frequency_penalty=None, presence_penalty=None),
+    "llama.cpp": dict(sampling=True, temperature=0.8, top_k=40, top_p=0.95, min_p=0.05,
+                      repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0),
+    "OpenAI API": dict(sampling=True, temperature=1.0, top_k=None, top_p=1.0, min_p=None,
+                       repetition_penalty=None, frequency_penalty=0.0, presence_penalty=0.0),
 }
