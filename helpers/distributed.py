@@ -179,7 +179,7 @@ def launch(nproc: int, config: GPTConfig, tokens: torch.Tensor, steps: int, batc
     _positive_int("threads", threads)
     micro_batch(batch_size, nproc, grad_accum)
     with tempfile.TemporaryDirectory() as tmp:
-        torch.save(tokens, Path(tmp) / "tokens.pt")
+        torch.save(tokens.clone(), Path(tmp) / "tokens.pt")  # a slice would save its whole storage
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "helpers.distributed", "--tokens", str(Path(tmp) / "tokens.pt"),
                "--config", json.dumps(config.to_dict()), "--steps", str(steps), "--batch-size", str(batch_size),
