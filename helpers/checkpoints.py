@@ -24,6 +24,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from helpers.interface import LanguageModel
 from helpers.model import GPT, GPTConfig
 from helpers.runtime import pick_device
 from helpers.tokenizer import BPETokenizer
@@ -59,7 +60,7 @@ def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def save_checkpoint(directory: str | Path, model: GPT, tokenizer: BPETokenizer | None = None,
+def save_checkpoint(directory: str | Path, model: LanguageModel, tokenizer: BPETokenizer | None = None,
                     extra: dict | None = None) -> Path:
     """Write ``model`` (+ ``tokenizer`` and JSON-able ``extra``) to ``directory``, atomically.
 
@@ -67,8 +68,9 @@ def save_checkpoint(directory: str | Path, model: GPT, tokenizer: BPETokenizer |
     refused rather than deleted.
     """
     directory = Path(directory)
-    if not isinstance(model, GPT):
-        raise ValueError(f"model must be a helpers.model.GPT, got {type(model).__name__}")
+    if not isinstance(model, torch.nn.Module) or not isinstance(model, LanguageModel):
+        raise ValueError(f"model must be a language model (helpers.interface.LanguageModel, e.g. a "
+                         f"helpers.model.GPT), got {type(model).__name__}")
     if tokenizer is not None and tokenizer.vocab_size != model.config.vocab_size:
         raise ValueError(f"tokenizer has vocab_size={tokenizer.vocab_size} but the model has "
                          f"vocab_size={model.config.vocab_size}; they must match")

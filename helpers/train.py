@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers.data import TokenSplits, get_batch, to_device
+from helpers.interface import LanguageModel
 from helpers.runtime import autocast, pick_device, synchronize
 from helpers.schedules import SCHEDULES, lr_at
 
@@ -201,7 +202,7 @@ def make_optimizer(model: torch.nn.Module, name: str, lr: float, momentum: float
     return torch.optim.AdamW(groups, lr=lr, betas=betas, **kw)
 
 
-def accumulate_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, grad_accum: int = 1,
+def accumulate_gradients(model: LanguageModel, x: torch.Tensor, y: torch.Tensor, grad_accum: int = 1,
                          amp: bool = True) -> torch.Tensor:
     """Forward and backward ``x, y`` ``(B, T)`` in ``grad_accum`` equal micro-batches, adding up the
     gradients; returns the mean loss as a detached tensor (no sync with the device).
@@ -241,7 +242,7 @@ def _clip(params: list[torch.nn.Parameter], max_norm: float, norm: torch.Tensor)
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, tokens: torch.Tensor, batch_size: int, block_size: int, batches: int,
+def evaluate(model: LanguageModel, tokens: torch.Tensor, batch_size: int, block_size: int, batches: int,
              generator: torch.Generator, device: torch.device | str | None = None, amp: bool = True) -> float:
     """Mean loss over ``batches`` random windows of ``tokens``, in eval mode (dropout off); the
     model's train/eval mode is restored afterwards."""
@@ -257,7 +258,7 @@ def evaluate(model: torch.nn.Module, tokens: torch.Tensor, batch_size: int, bloc
     return total.item() / batches
 
 
-def _saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, amp: bool) -> int:
+def _saved_activation_bytes(model: LanguageModel, x: torch.Tensor, y: torch.Tensor, amp: bool) -> int:
     """Bytes of the tensors autograd keeps for the backward pass of one forward (not parameters)."""
     param_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
@@ -283,7 +284,7 @@ def _state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> in
     return n
 
 
-def train(model: torch.nn.Module, data: TokenSplits, config: TrainConfig | None = None,
+def train(model: LanguageModel, data: TokenSplits, config: TrainConfig | None = None,
           on_eval: Callable[[int, float], bool | None] | None = None) -> History:
     """Train ``model`` in place on ``data.train``, evaluating on ``data.val``; returns a ``History``.
 

@@ -143,7 +143,7 @@ def test_corrupt_tokenizer(saved):
 def test_bad_arguments(tmp_path, model, tok):
     with pytest.raises(ValueError, match="extra must hold only JSON values"):
         save_checkpoint(tmp_path / "x", model, extra={"t": torch.zeros(1)})
-    with pytest.raises(ValueError, match="model must be a helpers.model.GPT"):
+    with pytest.raises(ValueError, match="model must be a language model"):
         save_checkpoint(tmp_path / "x", torch.nn.Linear(2, 2))
     small = BPETokenizer.train("ab ab ab", 300)
     with pytest.raises(ValueError, match="vocab_size"):

@@ -278,3 +278,22 @@ def test_distinct_n_and_repetition_rate():
     assert repetition_rate([1, 2, 3, 4, 5], 2) == 0.0
     assert repetition_rate([7, 7, 7, 7], 1) == 3 / 4
     assert repetition_rate("the cat the cat", 3) > 0
+
+
+def test_a_filter_added_to_the_chain_acts_on_the_top_k_shortcut_and_the_long_way(monkeypatch):
+    """The chain is written once: one more entry in FILTERS reaches both paths of the sampler."""
+    from helpers.sampling import filters
+
+    def keep_two(logits, _value):  # a made-up filter: the two most likely tokens of each row survive
+        return logits.masked_fill(logits < logits.topk(2, dim=-1).values[:, -1:], -INF)
+
+    x = torch.randn(3, 30, generator=torch.Generator().manual_seed(0))
+    params = SamplingParams(temperature=0.8, top_k=6)
+    shortcut = process_logits(x, params)  # top_k < V: only the 6 candidates are processed
+    assert torch.isfinite(shortcut).sum() == 18
+    monkeypatch.setattr(filters, "FILTERS", (*filters.FILTERS, ("top_k", keep_two)))
+    shortcut = process_logits(x, params)
+    long_way = process_logits(x, params.replace(top_k=0))  # the whole vocabulary, step by step
+    assert torch.isfinite(shortcut).sum() == 6 and torch.equal(torch.isfinite(shortcut), torch.isfinite(long_way))
+    assert torch.equal(torch.isfinite(shortcut), x >= x.topk(2, dim=-1).values[:, -1:])
+    torch.testing.assert_close(shortcut.softmax(-1), long_way.softmax(-1))

@@ -1,0 +1,113 @@
+"""The model interface: what the sampler, trainer, LoRA, quantisation, memory and checkpoint tools may use.
+
+Two model families implement it: the course's GPT-2 (``helpers.model.GPT``) and a Llama-family model
+(``helpers.llama``). The tools annotate their model parameter as ``LanguageModel`` and use nothing
+else, so a model that has these members (and is a ``torch.nn.Module``) passes through all of them.
+The protocols are runtime-checkable: ``isinstance(model, LanguageModel)`` checks that the members exist.
+
+This module imports only torch: it sits below the model layer, so every layer may import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class ModelConfig(Protocol):
+    """The architecture hyperparameters a tool may read (``GPTConfig`` has more, which only its model reads)."""
+
+    vocab_size: int  # token ids are in [0, vocab_size)
+    block_size: int  # the context length: the most positions one forward pass (or one cache) can hold
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as JSON-able values, enough to build the same architecture again."""
+        ...
+
+
+@runtime_checkable
+class Cache(Protocol):
+    """Keys and values of the positions a model has already read (``helpers.model.KVCache``).
+
+    The model writes into it during a forward pass with ``cache=``; the sampler only makes one,
+    narrows it to the rows still generating, and passes it back.
+    """
+
+    batch_size: int  # rows (sequences) it holds
+    pos: int  # positions filled so far; the next forward pass continues at this position
+
+    def reset(self) -> None:
+        """Forget every position (pos = 0), keeping the memory."""
+        ...
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only batch ``rows`` (a (B',) tensor of row indices, repeats allowed: n copies of a prompt)."""
+        ...
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    """A causal language model over token ids, as the tools see it. It is also a ``torch.nn.Module``.
+
+    Forward: ``model(idx, cache=None)`` maps token ids ``idx`` (B, T), int64, to logits
+    (B, T, vocab_size). With a ``cache`` from ``new_cache``, ``idx`` holds only the new tokens, which
+    take positions ``cache.pos ..`` and see everything cached before them. ``T`` (plus the cached
+    positions) must be at most ``config.block_size``; out-of-range ids or lengths raise ValueError.
+
+    Of ``torch.nn.Module`` the tools use only the ordinary methods listed at the end (parameters
+    and sub-modules, state dicts, train/eval mode, moving to a device); LoRA and quantisation swap
+    ``nn.Linear`` sub-modules in place, so the model must compute with its sub-modules' outputs
+    (never by reading their ``.weight`` directly), except ``loss`` which may take a fused path when
+    its output layer is a plain ``nn.Linear``.
+    """
+
+    training: bool
+
+    @property
+    def config(self) -> ModelConfig:
+        """The architecture; tools read ``vocab_size``, ``block_size`` and ``to_dict()``."""
+        ...
+
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters are; inputs must be moved there."""
+        ...
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        """When True, training forward passes recompute activations during backward (less memory)."""
+        ...
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, enabled: bool) -> None: ...
+
+    def __call__(self, idx: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab_size) for ``idx`` (B, T); see the class docstring for ``cache``."""
+        ...
+
+    def new_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> Cache:
+        """An empty cache for ``batch_size`` sequences on the model's device (``dtype``: the model's)."""
+        ...
+
+    def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy (a 0-d tensor) of predicting ``targets`` (B, T) from ``idx`` (B, T); -100 = ignored."""
+        ...
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Number of parameters, shared (tied) tensors counted once."""
+        ...
+
+    # -- the torch.nn.Module methods the tools call
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...
+    def named_parameters(self, *args: Any, **kwargs: Any) -> Iterator[tuple[str, torch.nn.Parameter]]: ...
+    def named_modules(self, *args: Any, **kwargs: Any) -> Iterator[tuple[str, torch.nn.Module]]: ...
+    def get_submodule(self, target: str) -> torch.nn.Module: ...
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any: ...
+    def train(self, mode: bool = True) -> Any: ...
+    def eval(self) -> Any: ...
+    def to(self, *args: Any, **kwargs: Any) -> Any: ...
+

@@ -1,0 +1,111 @@
+"""Sampling parameters: ``SamplingParams`` (validated on creation) and named ``PRESETS``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+MAX_STOP_STRINGS = 8
+
+
+# ---------------------------------------------------------------------------------------------------
+# Parameters
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_number(name: str, value: object, lo: float, hi: float, allowed: str, *,
+                  lo_open: bool = False, hi_open: bool = False) -> float:
+    """``value`` as a float if it is a finite number inside the range, else a ValueError."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    if not ok:
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick tokens; names and defaults as in vLLM / the OpenAI API. Validated on creation.
+
+    Frozen, so that no value skips validation: ``params.replace(temperature=0.5)`` makes a changed copy.
+    """
+
+    temperature: float = 1.0  # logits / T; 0 = greedy (argmax; cutting filters ignored)
+    top_k: int = 0  # keep the k most likely tokens (ties with the k-th kept); 0 = off
+    top_p: float = 1.0  # keep the smallest most-likely set whose mass reaches p; 1 = off
+    min_p: float = 0.0  # keep tokens with p >= min_p * p_max; 0 = off
+    repetition_penalty: float = 1.0  # seen tokens (prompt + output): logit / θ if > 0 else logit * θ
+    frequency_penalty: float = 0.0  # logit -= count_in_output * α_f
+    presence_penalty: float = 0.0  # logit -= α_p if the token is in the output at all
+    logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
+    max_tokens: int = 64  # hard cap on generated tokens
+    min_tokens: int = 0  # end-of-text and stop_token_ids are masked until this many were generated
+    stop: list[str] = field(default_factory=list)  # stop strings, matched on the decoded text
+    stop_token_ids: list[int] = field(default_factory=list)  # generation ends when one is sampled
+    seed: int | None = None  # a per-call random generator; None = PyTorch's global one
+    include_stop_str_in_output: bool = False  # keep the matched stop string at the end of the text
+
+    def __post_init__(self) -> None:
+        def set_(name: str, value: object) -> None:  # normalise a field of the frozen instance
+            object.__setattr__(self, name, value)
+
+        set_("temperature", _check_number("temperature", self.temperature, 0, math.inf,
+                                          "a finite float >= 0", hi_open=True))
+        if not _is_int(self.top_k) or self.top_k < 0:
+            raise ValueError(f"top_k must be an int >= 0 (0 = off), got {self.top_k!r}")
+        set_("top_p", _check_number("top_p", self.top_p, 0, 1, "in (0, 1]", lo_open=True))
+        set_("min_p", _check_number("min_p", self.min_p, 0, 1, "in [0, 1]"))
+        set_("repetition_penalty", _check_number("repetition_penalty", self.repetition_penalty, 0, math.inf,
+                                                 "a finite float > 0 (1 = off)", lo_open=True, hi_open=True))
+        for name in ("frequency_penalty", "presence_penalty"):
+            set_(name, _check_number(name, getattr(self, name), -2, 2, "in [-2, 2]"))
+        if not isinstance(self.logit_bias, Mapping):
+            raise ValueError(f"logit_bias must be a dict {{token_id: bias}}, got {self.logit_bias!r}")
+        bias = {}
+        for tid, b in self.logit_bias.items():
+            if not _is_int(tid) or tid < 0:
+                raise ValueError(f"logit_bias keys must be token ids (ints >= 0), got {tid!r}")
+            bias[tid] = _check_number(f"logit_bias[{tid}]", b, -100, 100, "in [-100, 100]")
+        set_("logit_bias", bias)
+        if not _is_int(self.max_tokens) or self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be an int >= 1, got {self.max_tokens!r}")
+        if not _is_int(self.min_tokens) or not 0 <= self.min_tokens <= self.max_tokens:
+            raise ValueError(f"min_tokens must be an int in [0, max_tokens={self.max_tokens}], got {self.min_tokens!r}")
+        stop = [self.stop] if isinstance(self.stop, str) else self.stop
+        if not isinstance(stop, (list, tuple)) or len(stop) > MAX_STOP_STRINGS or \
+                not all(isinstance(s, str) and s for s in stop):
+            raise ValueError(f"stop must be a list of at most {MAX_STOP_STRINGS} non-empty strings, got {self.stop!r}")
+        set_("stop", list(stop))
+        if not isinstance(self.stop_token_ids, (list, tuple)) or \
+                not all(_is_int(t) and t >= 0 for t in self.stop_token_ids):
+            raise ValueError(f"stop_token_ids must be a list of token ids (ints >= 0), got {self.stop_token_ids!r}")
+        set_("stop_token_ids", list(self.stop_token_ids))
+        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < 2**63):
+            raise ValueError(f"seed must be None or an int in [0, 2**63), got {self.seed!r}")
+        if not isinstance(self.include_stop_str_in_output, bool):
+            raise ValueError(f"include_stop_str_in_output must be True or False, got {self.include_stop_str_in_output!r}")
+
+    def replace(self, **changes) -> SamplingParams:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+
+
+# ---------------------------------------------------------------------------------------------------
+# Presets: settings for use cases, as data (notebook 07 explains the reasoning)
+
+PRESETS: dict[str, SamplingParams] = {
+    # Reproducible and auditable: greedy, a mild repetition penalty against loops, a hard length cap.
+    "factual_summary": SamplingParams(temperature=0.0, repetition_penalty=1.1, max_tokens=120, stop=["\n\n"]),
+    # A sensible default for a chat assistant: some variety, long tails cut.
+    "balanced_chat": SamplingParams(temperature=0.7, top_p=0.9, max_tokens=200),
+    # Varied wording for stories: full temperature, min-p trims nonsense, additive penalties vary words.
+    "creative_story": SamplingParams(temperature=1.0, top_p=0.95, min_p=0.05, frequency_penalty=0.3,
+                                     presence_penalty=0.3, max_tokens=300),
+    "greedy": SamplingParams(temperature=0.0),
+}
