@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from helpers.tuning.objective import GPTObjective, quadratic_objective
 from helpers.tuning.results import FINISHED, trial_rows
-from helpers.tuning.storage import make_storage
+from helpers.tuning.storage import STORAGE_ENV, make_storage, storage_url
 from helpers.tuning.strategies import make_sampler
 
 _DESCRIPTION = "Hyperparameter optimisation with Optuna: search spaces as data, objectives, storage, workers."
@@ -51,9 +51,9 @@ def _gpt_worker_objective(steps: int, seed: int, space_file: str | None) -> GPTO
     return GPTObjective(data, tokenizer.vocab_size, space, steps=steps, seed=seed)
 
 
-def run_worker(study: str, storage: str, trials: int, objective: str = "quadratic", sampler: str = "tpe",
+def run_worker(study: str, storage: str | None, trials: int, objective: str = "quadratic", sampler: str = "tpe",
                seed: int | None = None, sleep: float = 0.0, steps: int = 200, heartbeat: int | None = 2,
-               space_file: str | None = None) -> int:
+               space_file: str | None = None, connect_timeout: float = 10) -> int:
     """Work on the shared study ``study`` in ``storage`` until it holds ``trials`` finished trials.
 
     Any number of workers may run this at once, on one machine or many (with a database server).
@@ -61,14 +61,16 @@ def run_worker(study: str, storage: str, trials: int, objective: str = "quadrati
     user attribute ``over_budget`` and not run, so the study ends with exactly ``trials`` finished
     trials. With ``heartbeat`` (database storages), trials of a killed worker are retried, and a
     worker with nothing left to start waits for running trials until the study is complete.
+    ``storage=None`` reads the URL from ``$COURSE_STORAGE`` (see ``helpers.tuning.storage``).
     Returns how many trials this worker finished.
     """
+    storage = storage_url(storage)
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise ValueError(f"trials must be a positive int, got {trials!r}")
     if objective not in ("quadratic", "gpt"):
         raise ValueError(f"objective must be 'quadratic' or 'gpt', got {objective!r}")
     journal = storage.startswith("journal:") if isinstance(storage, str) else False
-    store = make_storage(storage, heartbeat_interval=None if journal else heartbeat)
+    store = make_storage(storage, heartbeat_interval=None if journal else heartbeat, connect_timeout=connect_timeout)
     s = optuna.create_study(study_name=study, storage=store, load_if_exists=True,
                             sampler=make_sampler(sampler, seed, n_startup_trials=5))
     fn = quadratic_objective(sleep) if objective == "quadratic" else _gpt_worker_objective(steps, seed or 0, space_file)
@@ -106,7 +108,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("worker", help="run trials of a shared study until it has --trials finished trials")
     w.add_argument("--study", required=True, help="study name (created if missing)")
-    w.add_argument("--storage", required=True, help="sqlite:///file.db, postgresql://user:pw@host/db or journal:PATH")
+    storage_help = (f"sqlite:///file.db, postgresql://user@host/db or journal:PATH (default: ${STORAGE_ENV}); "
+                    "keep passwords off the command line: in $COURSE_STORAGE, $PGPASSWORD or ~/.pgpass")
+    w.add_argument("--storage", default=None, help=storage_help)
     w.add_argument("--trials", type=int, required=True, help="finished trials the whole study should reach")
     w.add_argument("--objective", choices=("quadratic", "gpt"), default="quadratic")
     w.add_argument("--sampler", choices=("random", "tpe", "cmaes"), default="tpe")
@@ -115,17 +119,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     w.add_argument("--steps", type=int, default=200, help="training steps per gpt trial")
     w.add_argument("--space", default=None, help="JSON file with the gpt search space (default: GPT_WORKER_SPACE)")
     w.add_argument("--heartbeat", type=int, default=2, help="seconds between heartbeats (0 = off)")
+    w.add_argument("--connect-timeout", type=float, default=10, help="seconds to wait for a database server")
     s = sub.add_parser("show", help="print the trials of a study")
     s.add_argument("--study", required=True)
-    s.add_argument("--storage", required=True)
+    s.add_argument("--storage", default=None, help=storage_help)
     args = parser.parse_args(argv)
     if args.command == "worker":
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         n = run_worker(args.study, args.storage, args.trials, args.objective, args.sampler, args.seed,
-                       args.sleep, args.steps, args.heartbeat or None, args.space)
+                       args.sleep, args.steps, args.heartbeat or None, args.space, args.connect_timeout)
         print(f"worker {os.getpid()}: finished {n} trial(s) of study {args.study!r}")
     else:
-        study = optuna.load_study(study_name=args.study, storage=make_storage(args.storage))
+        study = optuna.load_study(study_name=args.study, storage=make_storage(storage_url(args.storage)))
         for row in trial_rows(study):
             print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
 
