@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+# Optional extras to install as well, e.g. `make test EXTRAS=dev,cluster` (Ray Tune and PostgreSQL's driver).
+EXTRAS ?= dev
 
 .PHONY: course test setup clean-venv benchmarks
 
@@ -23,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 		$(PIP) install --quiet torch==2.13.0 || \
 		$(PIP) install --quiet torch --index-url https://download.pytorch.org/whl/cpu; \
 	fi
-	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 # JupyterLab refuses to run as root unless told to (containers and cloud machines often run as root).
