@@ -69,11 +69,18 @@ def start_ray(address: str | None = None, num_cpus: int = 2, timeout: float = 5.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report (there is no network anyway)
     if ray.is_initialized():
         return ray
-    if address is None:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    else:
+    if address is not None:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
-    return ray
+        return ray
+    for attempt in range(3):
+        try:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            return ray
+        except Exception as err:  # Ray gives a busy machine 30 s to start its processes, then gives up
+            ray.shutdown()
+            if "timed out during startup" not in str(err) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def stop_ray() -> None:
