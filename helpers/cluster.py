@@ -74,7 +74,9 @@ def start_ray(address: str | None = None, num_cpus: int = 2, timeout: float = 5.
         return ray
     for attempt in range(3):
         try:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            # "local": always a new instance of our own, never one that another process on this machine runs
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
             return ray
         except Exception as err:  # Ray gives a busy machine 30 s to start its processes, then gives up
             ray.shutdown()
