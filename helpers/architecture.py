@@ -2,7 +2,8 @@
 
 - GPT-2's published configurations as data, counted in closed form and on the ``meta`` device
   (shapes without storage, so even GPT-2 XL costs no memory);
-- the memory those parameters need for inference (fp32 / bf16 / int8 / int4) and for AdamW training;
+- the memory those parameters need for inference and for AdamW training (computed in ``helpers.memory``,
+  importable from here too);
 - the time and memory of causal self-attention against the sequence length, and a quadratic fit;
 - what a model does at positions it never trained on (loss per position).
 """
@@ -18,9 +19,20 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from helpers.memory import peak_tensor_bytes
+# the memory figures live in helpers.memory; they stay importable from here for the notebooks
+from helpers.interface import LanguageModel
+from helpers.memory import (  # noqa: F401
+    BYTES_PER_PARAMETER,
+    TRAINING_BYTES,
+    format_bytes,
+    measured_training_bytes,
+    memory_table,
+    peak_tensor_bytes,
+    training_bytes,
+    weight_bytes,
+)
 from helpers.model import GPT, GPTConfig
-from helpers.runtime import pick_device, synchronize
+from helpers.runtime import evaluating, pick_device, synchronize
 
 # ---------------------------------------------------------------------------------------------
 # GPT-2 as published (Radford et al. 2019; the Hugging Face configs gpt2, gpt2-medium, -large, -xl)
@@ -79,83 +91,6 @@ def meta_model(config: GPTConfig) -> GPT:
     """
     with torch.device("meta"), _SkipRandomInitOnMeta():
         return GPT(config)
-
-
-# ---------------------------------------------------------------------------------------------
-# Memory of parameters
-# ---------------------------------------------------------------------------------------------
-
-#: Bytes per parameter of each number format (int4 packs two weights into a byte).
-BYTES_PER_PARAMETER: dict[str, float] = {"fp32": 4.0, "bf16": 2.0, "int8": 1.0, "int4": 0.5}
-
-#: Bytes per parameter for AdamW training, by component. Activations come on top (they grow with
-#: batch size and sequence length, not with the parameter count alone).
-TRAINING_BYTES: dict[str, dict[str, float]] = {
-    # everything in fp32: what helpers.train does (its bf16 autocast only changes activations)
-    "fp32": {"weights": 4, "grads": 4, "adam_m": 4, "adam_v": 4},
-    # mixed precision as in large-scale training: bf16 weights and grads for the matmuls, plus an
-    # fp32 master copy of the weights that the optimizer updates -> no saving on parameter memory
-    "mixed": {"weights": 2, "grads": 2, "master_weights": 4, "adam_m": 4, "adam_v": 4},
-    # everything in bf16 (no master copy): half the memory, but small updates get rounded away
-    "bf16": {"weights": 2, "grads": 2, "adam_m": 2, "adam_v": 2},
-}
-
-
-def weight_bytes(n_params: int, fmt: str = "fp32") -> float:
-    """Bytes to hold ``n_params`` weights in number format ``fmt`` (one of ``BYTES_PER_PARAMETER``)."""
-    if fmt not in BYTES_PER_PARAMETER:
-        raise ValueError(f"fmt must be one of {sorted(BYTES_PER_PARAMETER)}, got {fmt!r}")
-    if not isinstance(n_params, int) or n_params < 0:
-        raise ValueError(f"n_params must be an int >= 0, got {n_params!r}")
-    return n_params * BYTES_PER_PARAMETER[fmt]
-
-
-def training_bytes(n_params: int, precision: str = "fp32") -> dict[str, float]:
-    """Bytes of weights, gradients and AdamW's two moments (plus "total") for ``n_params`` parameters."""
-    if precision not in TRAINING_BYTES:
-        raise ValueError(f"precision must be one of {sorted(TRAINING_BYTES)}, got {precision!r}")
-    if not isinstance(n_params, int) or n_params < 0:
-        raise ValueError(f"n_params must be an int >= 0, got {n_params!r}")
-    parts = {k: n_params * v for k, v in TRAINING_BYTES[precision].items()}
-    parts["total"] = sum(parts.values())
-    return parts
-
-
-def memory_table(counts: dict[str, int]) -> list[dict]:
-    """One row per model: parameters, weight memory in each format, AdamW training memory (bytes)."""
-    rows = []
-    for name, n in counts.items():
-        row = {"model": name, "parameters": n}
-        row.update({fmt: weight_bytes(n, fmt) for fmt in BYTES_PER_PARAMETER})
-        row.update({f"train_{p}": training_bytes(n, p)["total"] for p in TRAINING_BYTES})
-        rows.append(row)
-    return rows
-
-
-def format_bytes(n: float) -> str:
-    """Bytes in decimal units (1 GB = 10**9 bytes), e.g. ``498.0 MB``."""
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n:.0f} B"
-
-
-def measured_training_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, int]:
-    """Bytes actually held by the parameters, their gradients and the optimizer's state tensors.
-
-    Call after at least one ``optimizer.step()`` (AdamW creates its moments lazily). Scalars such
-    as AdamW's step counter are left out; tied tensors are counted once.
-    """
-    params = list(model.parameters())  # parameters() yields a tied tensor once
-    out = {"weights": sum(p.numel() * p.element_size() for p in params),
-           "grads": sum(p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None),
-           "optimizer_state": 0}
-    for p in params:
-        for t in optimizer.state.get(p, {}).values():
-            if isinstance(t, torch.Tensor) and t.dim() > 0:
-                out["optimizer_state"] += t.numel() * t.element_size()
-    out["total"] = sum(out.values())
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,7 +200,7 @@ def extend_context(model: GPT, block_size: int, seed: int = 0) -> GPT:
     return bigger.train(model.training)
 
 
-def loss_per_position(model: GPT, tokens: torch.Tensor, seq_len: int | None = None, n_windows: int = 32,
+def loss_per_position(model: LanguageModel, tokens: torch.Tensor, seq_len: int | None = None, n_windows: int = 32,
                       batch_size: int = 8) -> torch.Tensor:
     """Mean next-token loss at each position 0..seq_len-1, over ``n_windows`` evenly spaced windows.
 
@@ -279,13 +214,10 @@ def loss_per_position(model: GPT, tokens: torch.Tensor, seq_len: int | None = No
         raise ValueError(f"tokens must be a 1-D tensor of at least seq_len+1={seq_len + 1} ids, got {tuple(tokens.shape)}")
     starts = torch.linspace(0, tokens.numel() - seq_len - 1, n_windows).long()
     total = torch.zeros(seq_len, dtype=torch.float64)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model), torch.no_grad():
         for chunk in starts.split(batch_size):
             idx = torch.stack([tokens[s:s + seq_len + 1] for s in chunk.tolist()]).to(model.device)  # (B, T+1)
             logits = model(idx[:, :-1]).float()  # (B, T, V)
             loss = F.cross_entropy(logits.transpose(1, 2), idx[:, 1:], reduction="none")  # (B, T)
             total += loss.sum(0).double().cpu()
-    model.train(was_training)
     return (total / len(starts)).float()

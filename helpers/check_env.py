@@ -1,7 +1,7 @@
 """Environment report for bug reports: ``python -m helpers.check_env``.
 
 Prints Python, the operating system, every required library with its version, the devices PyTorch
-sees, and fast mode. Exits with status 1 when a required library is missing or older than the
+sees, SmolLM2's weight file (path, size, SHA-256 checked) and fast mode. Exits with status 1 when a required library is missing or older than the
 course needs, so that a set-up script can stop early.
 """
 
@@ -12,6 +12,8 @@ import os
 import platform
 import re
 import sys
+
+from helpers.smollm2_file import check_smollm2
 
 # The lower bounds of pyproject.toml's dependencies; a test keeps the two in step.
 REQUIRED = {
@@ -24,6 +26,8 @@ REQUIRED = {
     "optuna": "3.5",
     "cmaes": "0.10",
     "safetensors": "0.4",
+    "gguf": "0.10",
+    "jinja2": "3.1",
 }
 MIN_PYTHON = (3, 10)
 
@@ -52,6 +56,7 @@ def problems() -> list[str]:
             continue
         if _as_tuple(have) < _as_tuple(minimum):
             found.append(f"{name} {have} is older than {minimum}")
+    found += check_smollm2()[1]
     return found
 
 
@@ -78,6 +83,7 @@ def report() -> str:
         lines.append(f"threads     {torch.get_num_threads()}")
     except Exception as err:  # the report must print even when torch itself is broken
         lines.append(f"devices     unknown ({err})")
+    lines += check_smollm2()[0]
     lines.append(f"COURSE_FAST={os.environ.get('COURSE_FAST', '')!r} COURSE_DEVICE={os.environ.get('COURSE_DEVICE', '')!r}")
     return "\n".join(lines)
 

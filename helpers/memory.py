@@ -1,4 +1,11 @@
-"""How much memory one training step needs: counted tensor by tensor, and measured.
+"""Memory, all of it in one place: bytes of parameters, gradients, optimiser state and activations.
+
+From a parameter count alone: ``weight_bytes`` per number format, ``training_bytes`` for AdamW
+training, ``memory_table`` for a list of models. Held by a real model: ``model_size_bytes`` (weights
+and buffers), ``measured_training_bytes`` (weights, gradients, optimiser state after a step). The
+optimisers and their state counts come from ``helpers.optimizers``, the table ``train`` uses.
+
+How much memory one training step needs, counted tensor by tensor and measured:
 
 Training holds four kinds of tensors:
 
@@ -37,8 +44,7 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-#: Optimizer state tensors kept per trainable parameter.
-OPTIMIZER_STATES = {"adamw": 2, "adam": 2, "sgd": 0, "sgd_momentum": 1}
+from helpers.optimizers import OPTIMIZER_STATES, build_optimizer
 
 
 @dataclass
@@ -134,6 +140,94 @@ def saved_activation_bytes(loss_fn: Callable[[], torch.Tensor], exclude: list[to
     return sum(seen.values())
 
 
+# -- memory from parameter counts, and held by a model and its optimiser ----------------------------
+
+#: Bytes per parameter of each number format (int4 packs two weights into a byte).
+BYTES_PER_PARAMETER: dict[str, float] = {"fp32": 4.0, "bf16": 2.0, "int8": 1.0, "int4": 0.5}
+
+#: Bytes per parameter for AdamW training, by component. Activations come on top (they grow with
+#: batch size and sequence length, not with the parameter count alone).
+TRAINING_BYTES: dict[str, dict[str, float]] = {
+    # everything in fp32: what helpers.train does (its bf16 autocast only changes activations)
+    "fp32": {"weights": 4, "grads": 4, "adam_m": 4, "adam_v": 4},
+    # mixed precision as in large-scale training: bf16 weights and grads for the matmuls, plus an
+    # fp32 master copy of the weights that the optimizer updates -> no saving on parameter memory
+    "mixed": {"weights": 2, "grads": 2, "master_weights": 4, "adam_m": 4, "adam_v": 4},
+    # everything in bf16 (no master copy): half the memory, but small updates get rounded away
+    "bf16": {"weights": 2, "grads": 2, "adam_m": 2, "adam_v": 2},
+}
+
+
+def weight_bytes(n_params: int, fmt: str = "fp32") -> float:
+    """Bytes to hold ``n_params`` weights in number format ``fmt`` (one of ``BYTES_PER_PARAMETER``)."""
+    if fmt not in BYTES_PER_PARAMETER:
+        raise ValueError(f"fmt must be one of {sorted(BYTES_PER_PARAMETER)}, got {fmt!r}")
+    if not isinstance(n_params, int) or n_params < 0:
+        raise ValueError(f"n_params must be an int >= 0, got {n_params!r}")
+    return n_params * BYTES_PER_PARAMETER[fmt]
+
+
+def training_bytes(n_params: int, precision: str = "fp32") -> dict[str, float]:
+    """Bytes of weights, gradients and AdamW's two moments (plus "total") for ``n_params`` parameters."""
+    if precision not in TRAINING_BYTES:
+        raise ValueError(f"precision must be one of {sorted(TRAINING_BYTES)}, got {precision!r}")
+    if not isinstance(n_params, int) or n_params < 0:
+        raise ValueError(f"n_params must be an int >= 0, got {n_params!r}")
+    parts = {k: n_params * v for k, v in TRAINING_BYTES[precision].items()}
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def memory_table(counts: dict[str, int]) -> list[dict]:
+    """One row per model: parameters, weight memory in each format, AdamW training memory (bytes)."""
+    rows = []
+    for name, n in counts.items():
+        row = {"model": name, "parameters": n}
+        row.update({fmt: weight_bytes(n, fmt) for fmt in BYTES_PER_PARAMETER})
+        row.update({f"train_{p}": training_bytes(n, p)["total"] for p in TRAINING_BYTES})
+        rows.append(row)
+    return rows
+
+
+def format_bytes(n: float) -> str:
+    """Bytes in decimal units (1 GB = 10**9 bytes), e.g. ``498.0 MB``."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def measured_training_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, int]:
+    """Bytes actually held by the parameters, their gradients and the optimizer's state tensors.
+
+    Call after at least one ``optimizer.step()`` (AdamW creates its moments lazily). Scalars such
+    as AdamW's step counter are left out; tied tensors are counted once.
+    """
+    params = list(model.parameters())  # parameters() yields a tied tensor once
+    out = {"weights": sum(p.numel() * p.element_size() for p in params),
+           "grads": sum(p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None),
+           "optimizer_state": 0}
+    for p in params:
+        for t in optimizer.state.get(p, {}).values():
+            if isinstance(t, torch.Tensor) and t.dim() > 0:
+                out["optimizer_state"] += t.numel() * t.element_size()
+    out["total"] = sum(out.values())
+    return out
+
+def model_size_bytes(model: nn.Module) -> int:
+    """Bytes of all parameters and buffers, each shared tensor counted once."""
+    seen, total = set(), 0
+    for t in (*model.parameters(), *model.buffers()):
+        key = (t.device, t.data_ptr(), t.numel(), t.dtype)
+        if key not in seen:
+            seen.add(key)
+            total += t.numel() * t.element_size()
+    return total
+
+
+# -- one training step, counted and measured ----------------------------------------------------------
+
+
 def training_memory(model: nn.Module, loss_fn: Callable[[], torch.Tensor], optimizer: str = "adamw",
                     measure: bool = True) -> MemoryReport:
     """Count, and with ``measure`` also measure, the memory of a training step of ``model``.
@@ -165,10 +259,7 @@ def training_memory(model: nn.Module, loss_fn: Callable[[], torch.Tensor], optim
 
 def _still_optimizer(model: nn.Module, optimizer: str) -> torch.optim.Optimizer:
     """The optimizer with lr=0: it builds its state like a real one but leaves the weights alone."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if optimizer in ("adamw", "adam"):
-        return torch.optim.AdamW(trainable, lr=0.0)
-    return torch.optim.SGD(trainable, lr=0.0, momentum=0.9 if optimizer == "sgd_momentum" else 0.0)
+    return build_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], lr=0.0)
 
 
 def _live_peak(model: nn.Module, loss_fn: Callable[[], torch.Tensor], optimizer: str) -> int:

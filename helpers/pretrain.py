@@ -24,6 +24,7 @@ from helpers.corpus import load_corpus
 from helpers.data import encode_splits
 from helpers.model import GPT, GPTConfig
 from helpers.runtime import pick_device, seed_everything
+from helpers.sampling import entropy
 from helpers.tokenizer import BPETokenizer
 from helpers.train import TrainConfig, train
 
@@ -38,7 +39,7 @@ def unigram_loss(tokens: torch.Tensor, vocab_size: int) -> float:
     ignores context and always predicts these frequencies. A language model must beat it."""
     counts = torch.bincount(tokens.flatten().long(), minlength=vocab_size).double()
     p = counts[counts > 0] / counts.sum()
-    return float(-(p * p.log()).sum())
+    return float(entropy(p))
 
 
 @torch.no_grad()

@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from helpers.memory import model_size_bytes  # noqa: F401  (part of this module's API)
 from helpers.model import replace_submodule
 
 BITS = (4, 8)
@@ -213,14 +214,3 @@ def quantize_model(
                 q = QuantLinear.from_linear(m, bits, scheme, group_size)
             replace_submodule(out, name, q)
     return out
-
-
-def model_size_bytes(model: nn.Module) -> int:
-    """Bytes of all parameters and buffers, each shared tensor counted once."""
-    seen, total = set(), 0
-    for t in (*model.parameters(), *model.buffers()):
-        key = (t.device, t.data_ptr(), t.numel(), t.dtype)
-        if key not in seen:
-            seen.add(key)
-            total += t.numel() * t.element_size()
-    return total

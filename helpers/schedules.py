@@ -1,4 +1,4 @@
-"""Learning-rate schedules, the LR range test and a suggestion read off it.
+"""Learning-rate schedules, and a learning rate read off an LR range test (``helpers.lr_range``).
 
 Every schedule is a pure function ``f(step, total_steps, base_lr, warmup_steps=0, min_lr_ratio=0.0)``
 of the 0-based step: no optimiser, no state, so each can be plotted and unit-tested on its own.
@@ -7,15 +7,8 @@ of the 0-based step: no optimiser, no state, so each can be plotted and unit-tes
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
-
-import torch
-
-if TYPE_CHECKING:  # type hints only; lr_range_test imports helpers.train lazily (train imports this module)
-    from helpers.data import TokenSplits
 
 
 def _check(step: int, total_steps: int, base_lr: float, warmup_steps: int, min_lr_ratio: float) -> None:
@@ -130,73 +123,6 @@ def lr_curve(schedule: str, total_steps: int, base_lr: float, warmup_steps: int 
     """The learning rate at every step of a run, for plotting."""
     fn = get_schedule(schedule)
     return [fn(s, total_steps, base_lr, warmup_steps, min_lr_ratio) for s in range(total_steps)]
-
-
-# -- the LR range test ---------------------------------------------------------------------------
-
-
-def lr_range_test(
-    model: torch.nn.Module,
-    data: TokenSplits,
-    start_lr: float = 1e-6,
-    end_lr: float = 1.0,
-    steps: int = 100,
-    batch_size: int = 16,
-    block_size: int | None = None,
-    optimizer: str = "adamw",
-    weight_decay: float = 0.0,
-    stop_factor: float = 4.0,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-) -> tuple[list[float], list[float]]:
-    """Train with a learning rate growing exponentially from ``start_lr`` to ``end_lr``, one batch
-    per step, and record the loss at every LR. Returns ``(lrs, losses)``.
-
-    The test stops early when the loss is NaN/inf or exceeds ``stop_factor`` times the lowest loss
-    seen so far (the LR is then clearly too large). The model's weights and train/eval mode are
-    restored afterwards, so the test leaves no trace on the model.
-    """
-    from helpers.data import get_batch  # lazy imports: the schedules above stay dependency-free
-    from helpers.runtime import pick_device
-    from helpers.train import accumulate_gradients, make_optimizer
-
-    if not (isinstance(start_lr, (int, float)) and start_lr > 0):
-        raise ValueError(f"start_lr must be a positive number, got {start_lr!r}")
-    if not (isinstance(end_lr, (int, float)) and end_lr > start_lr):
-        raise ValueError(f"end_lr must be a number > start_lr={start_lr}, got {end_lr!r}")
-    if not isinstance(steps, int) or steps < 2:
-        raise ValueError(f"steps must be an int >= 2, got {steps!r}")
-    if not (isinstance(stop_factor, (int, float)) and stop_factor > 1):
-        raise ValueError(f"stop_factor must be a number > 1, got {stop_factor!r}")
-    device = pick_device(device)
-    block_size = block_size or model.config.block_size
-    saved_state = copy.deepcopy(model.state_dict())
-    was_training = model.training
-    moved_from = model.device
-    model.to(device).train()
-    opt = make_optimizer(model, optimizer, start_lr, weight_decay=weight_decay)
-    generator = torch.Generator().manual_seed(seed)
-    lrs: list[float] = []
-    losses: list[float] = []
-    best = math.inf
-    try:
-        for i in range(steps):
-            lr = start_lr * (end_lr / start_lr) ** (i / (steps - 1))  # exponential ramp
-            for group in opt.param_groups:
-                group["lr"] = lr
-            x, y = get_batch(data.train, batch_size, block_size, generator, "cpu")
-            opt.zero_grad(set_to_none=True)
-            loss = accumulate_gradients(model, x, y, grad_accum=1).item()
-            lrs.append(lr)
-            losses.append(loss)
-            if not math.isfinite(loss) or loss > stop_factor * best:
-                break
-            best = min(best, loss)
-            opt.step()
-    finally:
-        model.load_state_dict(saved_state)
-        model.to(moved_from).train(was_training)
-    return lrs, losses
 
 
 def smooth(values: Sequence[float], window: int = 5) -> list[float]:

@@ -18,17 +18,20 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from helpers.data import TokenSplits, get_batch, to_device
 from helpers.interface import LanguageModel
-from helpers.runtime import autocast, pick_device, synchronize
+from helpers.memory import measured_training_bytes, saved_activation_bytes
+from helpers.optimizers import OPTIMIZERS, check_optimizer, make_optimizer
+from helpers.runtime import autocast, evaluating, pick_device, seed_everything, synchronize
 from helpers.schedules import SCHEDULES, lr_at
 
-OPTIMIZERS = ("sgd", "sgd_momentum", "rmsprop", "adam", "adamw")
-
+__all__ = ["OPTIMIZERS", "History", "TrainConfig", "accumulate_gradients", "backward_step", "evaluate",
+           "loss_on_fixed_windows", "make_optimizer", "train", "train_fresh"]  # OPTIMIZERS and make_optimizer live in helpers.optimizers
 
 def _positive_int(name: str, value: object, minimum: int = 1) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -55,6 +58,8 @@ class TrainConfig:
     grad_accum: int = 1
     eval_every: int | None = 50  # evaluate every N steps and after the last one; None or 0 = never
     eval_batches: int = 10
+    eval_batch_size: int | None = None  # windows per evaluation batch; None: batch_size
+    eval_seed: int | None = None  # seed of the (fixed) evaluation windows; None: seed + 1
     patience: int | None = None  # early stopping after this many evaluations without improvement
     diverge_factor: float | None = 3.0  # see the module docstring; None = only NaN/inf count
     seed: int = 0
@@ -69,6 +74,10 @@ class TrainConfig:
         _positive_int("eval_batches", self.eval_batches)
         _positive_int("warmup_steps", self.warmup_steps, minimum=0)
         _positive_int("seed", self.seed, minimum=0)
+        if self.eval_batch_size is not None:
+            _positive_int("eval_batch_size", self.eval_batch_size)
+        if self.eval_seed is not None:
+            _positive_int("eval_seed", self.eval_seed, minimum=0)
         if self.block_size is not None:
             _positive_int("block_size", self.block_size)
         if self.eval_every is not None:
@@ -79,8 +88,7 @@ class TrainConfig:
                 raise ValueError(f"patience={self.patience} needs evaluations: set eval_every >= 1, got {self.eval_every!r}")
         if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        check_optimizer(self.optimizer)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.schedule == "warmup_cosine" and self.warmup_steps >= self.steps:
@@ -172,36 +180,6 @@ class History:
         ]
 
 
-def make_optimizer(model: torch.nn.Module, name: str, lr: float, momentum: float = 0.9,
-                   betas: tuple[float, float] = (0.9, 0.95), weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """The optimiser ``name`` over the model's trainable parameters.
-
-    Weight decay goes only to tensors with >= 2 dimensions (matrices and embeddings): shrinking
-    biases and LayerNorm gains towards 0 would only hurt. "adamw" decays decoupled from the
-    gradient; the others add ``weight_decay * w`` to the gradient (L2), as PyTorch defines them.
-    """
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
-    # one fused call per operation for all tensors; PyTorch picks this itself only on CUDA
-    kw = {"foreach": True} if all(p.device.type in ("cpu", "cuda") for p in params) else {}
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, **kw)
-    if name == "sgd_momentum":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, **kw)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=lr, **kw)
-    if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, betas=betas, **kw)
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, **kw)
-
-
 def accumulate_gradients(model: LanguageModel, x: torch.Tensor, y: torch.Tensor, grad_accum: int = 1,
                          amp: bool = True) -> torch.Tensor:
     """Forward and backward ``x, y`` ``(B, T)`` in ``grad_accum`` equal micro-batches, adding up the
@@ -247,41 +225,62 @@ def evaluate(model: LanguageModel, tokens: torch.Tensor, batch_size: int, block_
     """Mean loss over ``batches`` random windows of ``tokens``, in eval mode (dropout off); the
     model's train/eval mode is restored afterwards."""
     device = model.device if device is None else torch.device(device)
-    was_training = model.training
-    model.eval()
     total = torch.zeros((), device=device)
-    for _ in range(batches):
-        x, y = get_batch(tokens, batch_size, block_size, generator, device)
-        with autocast(device, amp):
-            total += model.loss(x, y).float()
-    model.train(was_training)
+    with evaluating(model):
+        for _ in range(batches):
+            x, y = get_batch(tokens, batch_size, block_size, generator, device)
+            with autocast(device, amp):
+                total += model.loss(x, y).float()
     return total.item() / batches
+
+
+def loss_on_fixed_windows(model: LanguageModel, tokens: torch.Tensor, batch_size: int, block_size: int | None = None,
+                          batches: int = 10, seed: int = 0, device: torch.device | str | None = None,
+                          amp: bool = True) -> float:
+    """``evaluate`` on windows drawn from a fixed ``seed``: the same windows at every call, so that
+    losses of different models, or of one model before and after a change, compare on the same text.
+    ``block_size`` defaults to the model's context length."""
+    block_size = model.config.block_size if block_size is None else block_size
+    return evaluate(model, tokens, batch_size, block_size, batches, torch.Generator().manual_seed(seed), device, amp)
+
+
+def train_fresh(make_model: Callable[[], LanguageModel], data: TokenSplits, seed: int = 0,
+                **config: Any) -> tuple[LanguageModel, History]:
+    """Seed everything with ``seed``, build a model with ``make_model()`` and train it quietly with
+    ``TrainConfig(seed=seed, progress=False, **config)``: the same initial weights, batches and
+    dropout masks at every call with the same arguments. Returns ``(model, history)``."""
+    seed_everything(seed)
+    model = make_model()
+    return model, train(model, data, TrainConfig(**{"seed": seed, "progress": False, **config}))
 
 
 def _saved_activation_bytes(model: LanguageModel, x: torch.Tensor, y: torch.Tensor, amp: bool) -> int:
     """Bytes of the tensors autograd keeps for the backward pass of one forward (not parameters)."""
-    param_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        s = t.untyped_storage()
-        if s.data_ptr() not in param_storages:
-            seen[s.data_ptr()] = s.nbytes()
-        return t
-
     # fork_rng: this extra forward must not shift the dropout masks of the real steps
-    with torch.random.fork_rng(devices=[]), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
-            autocast(model.device, amp):
-        loss = model.loss(to_device(x, model.device), to_device(y, model.device))
-    del loss
-    return sum(seen.values())
+    with torch.random.fork_rng(devices=[]), autocast(model.device, amp):
+        return saved_activation_bytes(lambda: model.loss(to_device(x, model.device), to_device(y, model.device)),
+                                      exclude=list(model.parameters()))
 
 
-def _state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    n = sum(p.numel() * p.element_size() * (2 if p.requires_grad else 1) for p in model.parameters())
-    for state in optimizer.state.values():
-        n += sum(v.numel() * v.element_size() for v in state.values() if isinstance(v, torch.Tensor))
-    return n
+def backward_step(model: LanguageModel, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                  lr: float, grad_accum: int = 1, amp: bool = True, grad_clip: float | None = None,
+                  params: list[torch.nn.Parameter] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training step up to the update: set the learning rate, clear the gradients, forward and
+    backward ``x, y`` (B, T) in ``grad_accum`` micro-batches, take the global gradient norm and clip
+    it to ``grad_clip``. Returns ``(loss, grad_norm)`` as tensors (no sync with the device).
+
+    The caller looks at the loss and then applies the update with ``optimizer.step()``, or not:
+    ``train`` leaves a diverged step unapplied. ``params``: the trainable parameters, if known.
+    """
+    params = [p for p in model.parameters() if p.requires_grad] if params is None else params
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss = accumulate_gradients(model, x, y, grad_accum, amp)
+    norm = _grad_norm(params)
+    if grad_clip:
+        _clip(params, grad_clip, norm)
+    return loss, norm
 
 
 def train(model: LanguageModel, data: TokenSplits, config: TrainConfig | None = None,
@@ -307,6 +306,8 @@ def train(model: LanguageModel, data: TokenSplits, config: TrainConfig | None = 
     windows_per_step = config.batch_size * config.grad_accum
     tokens_per_step = windows_per_step * block_size
     eval_every = config.eval_every or 0
+    eval_batch_size = config.eval_batch_size or config.batch_size
+    eval_seed = config.seed + 1 if config.eval_seed is None else config.eval_seed
     hist = History(tokens_per_step=tokens_per_step)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -320,18 +321,12 @@ def train(model: LanguageModel, data: TokenSplits, config: TrainConfig | None = 
         for k in range(1, config.steps + 1):
             t0 = time.perf_counter()
             lr = lr_at(k - 1, config.steps, config.lr, config.schedule, config.warmup_steps, config.min_lr_ratio)
-            for group in opt.param_groups:
-                group["lr"] = lr
             # all windows of the step are drawn at once, so accumulation sees the same windows
             x, y = get_batch(data.train, windows_per_step, block_size, batch_gen, "cpu")  # (B*accum, T)
             if k == 1 and device.type != "cuda":
                 activation_bytes = _saved_activation_bytes(model, x[: config.batch_size], y[: config.batch_size],
                                                            config.amp)
-            opt.zero_grad(set_to_none=True)
-            loss_t = accumulate_gradients(model, x, y, config.grad_accum, config.amp)
-            norm_t = _grad_norm(params)
-            if config.grad_clip:
-                _clip(params, config.grad_clip, norm_t)
+            loss_t, norm_t = backward_step(model, opt, x, y, lr, config.grad_accum, config.amp, config.grad_clip, params)
             norm_t = norm_t.to(loss_t.device)
             loss, norm = torch.stack([loss_t.float(), norm_t.float()]).tolist()  # the step's one sync
             first_loss = loss if first_loss is None else first_loss
@@ -354,9 +349,8 @@ def train(model: LanguageModel, data: TokenSplits, config: TrainConfig | None = 
             if k % 10 == 0 or k == config.steps:
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}", tok_s=f"{hist.tokens_per_s[-1]:,.0f}", refresh=False)
             if eval_every and (k % eval_every == 0 or k == config.steps):
-                eval_gen = torch.Generator().manual_seed(config.seed + 1)  # the same windows every time
-                val = evaluate(model, data.val, config.batch_size, block_size, config.eval_batches, eval_gen,
-                               device, config.amp)
+                val = loss_on_fixed_windows(model, data.val, eval_batch_size, block_size, config.eval_batches,
+                                            eval_seed, device, config.amp)  # the same windows every time
                 hist.eval_step.append(k)
                 hist.val_loss.append(val)
                 if val < hist.best_val_loss:
@@ -385,7 +379,7 @@ def train(model: LanguageModel, data: TokenSplits, config: TrainConfig | None = 
         hist.peak_memory_bytes = torch.cuda.max_memory_allocated(device)
         hist.memory_source = "torch.cuda.max_memory_allocated"
     else:
-        hist.peak_memory_bytes = _state_bytes(model, opt) + activation_bytes
+        hist.peak_memory_bytes = measured_training_bytes(model, opt)["total"] + activation_bytes
         hist.memory_source = "estimate: parameters + gradients + optimiser state + saved activations"
     if not hist.message:
         hist.message = f"finished {len(hist.step)} steps"

@@ -79,13 +79,17 @@ def test_training_plots_return_figures():
     runs = {"ok": ok, "diverged": bad}
     figures = [
         tp.plot_loss_curves(runs), tp.plot_loss_curves(runs, x="tokens", val=True, smoothing=3),
-        tp.plot_train_val({"ok": ok}), tp.plot_lr_schedules({"a": [0.1, 0.05, 0.01]}),
+        tp.plot_loss_curves({"ok": ok}, val=True, baselines={"uniform": 3.0}), tp.plot_lr_schedules({"a": [0.1, 0.05, 0.01]}),
         tp.plot_lr_sweep([1e-3, 1e-2, 1.0], [4.0, 3.0, math.inf], [False, False, True]),
         tp.plot_range_test([1e-4, 1e-3, 1e-2, 1e-1], [5.0, 4.5, 3.0, 9.0], suggestion=1e-3),
         tp.plot_metric_per_step(runs, "grad_norm", steps=2), tp.plot_batch_size_costs([4, 16], [100.0, 300.0], [1e6, None]),
         tp.plot_gradient_noise([1, 4], [[0.1, 0.2], [0.5, 0.6]]), tp.plot_bars({"a": 1.0, "b": math.inf}, "loss", "t", "a"),
+        tp.plot_bars({"a": -0.01, "b": 0.2}),
     ]
     assert all(isinstance(f, Figure) for f in figures)
+    baseline = [line for line in figures[2].axes[0].get_lines() if line.get_label().startswith("uniform")]
+    assert len(baseline) == 1 and list(baseline[0].get_ydata()) == [3.0, 3.0]
+    assert figures[-1].axes[0].get_ylim()[0] < -0.01  # a negative bar is shown whole
     with pytest.raises(ValueError, match="x must be 'step' or 'tokens'"):
         tp.plot_loss_curves(runs, x="time")
     with pytest.raises(ValueError, match="metric must be one of"):

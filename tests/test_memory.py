@@ -7,8 +7,9 @@ import torch
 import torch.nn as nn
 
 from helpers.lora import apply_lora
-from helpers.memory import LiveTensorBytes, peak_tensor_bytes, training_memory
+from helpers.memory import LiveTensorBytes, measured_training_bytes, peak_tensor_bytes, training_memory
 from helpers.model import GPT, GPTConfig
+from helpers.optimizers import OPTIMIZER_STATES, OPTIMIZERS, make_optimizer
 
 CFG = GPTConfig(n_layer=3, n_head=2, n_embd=32, vocab_size=64, block_size=32, dropout=0.1)
 
@@ -120,3 +121,25 @@ def test_checkpointing_is_off_outside_training_and_validated():
     assert cache.pos == 4
     with pytest.raises(ValueError, match="gradient_checkpointing must be True or False, got 'yes'"):
         model.gradient_checkpointing = "yes"
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_the_optimizer_table_matches_the_state_each_optimizer_really_keeps(name):
+    """Every optimiser train() offers is counted, and counted right: the table against a real step."""
+    model = _gpt()
+    x = _idx(2)
+    report = training_memory(model, lambda: model.loss(x, x), optimizer=name, measure=False)
+    opt = make_optimizer(model, name, lr=1e-3)
+    model.loss(x, x).backward()
+    opt.step()
+    assert report.optimizer_state == measured_training_bytes(model, opt)["optimizer_state"]
+    assert report.optimizer_state == OPTIMIZER_STATES[name] * report.gradients
+    assert set(OPTIMIZERS) == set(OPTIMIZER_STATES)
+
+
+def test_rmsprop_is_measured_like_the_others():
+    layer = nn.Linear(64, 32, bias=False)
+    x = torch.randn(4, 64)
+    report = training_memory(layer, lambda: layer(x).sum(), optimizer="rmsprop")
+    w = 64 * 32 * 4
+    assert report.optimizer_state == w and report.peak >= 3 * w  # weight, gradient and square_avg at once

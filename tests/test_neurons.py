@@ -211,7 +211,7 @@ def test_plots_return_figures():
         P.plot_loss_landscape(ws, bs, N.loss_surface(loss, ws, bs), rows),
         P.plot_descent(rows),
         P.plot_parameter_histograms({"a": torch.randn(100), "b": torch.randn(10), "c": torch.randn(5), "d": torch.ones(3)}),
-        P.plot_bar(["a", "b"], [1.0, 2.0], "t"),
+        P.plot_curve([1.0, 2.0], [1.0, 2.0]),
         P.plot_curve([1e-1, 1e-2], [1.0, 2.0], logx=True, logy=True),
         P.plot_parameter_trajectories({"w": [torch.zeros(2), torch.ones(2)], "b": [torch.zeros(1)] * 2}, [1.0, 0.5]),
     ]

@@ -84,3 +84,18 @@ def test_check_env_flags_too_old(monkeypatch):
     assert any("numpy" in p and "older" in p for p in check_env.problems())
     monkeypatch.setitem(check_env.REQUIRED, "no-such-package-xyz", "1")
     assert any("no-such-package-xyz is missing" in p for p in check_env.problems())
+
+
+def test_evaluating_switches_to_eval_mode_and_back_even_after_an_error():
+    from helpers.runtime import evaluating
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5))
+    for start in (True, False):
+        model.train(start)
+        with evaluating(model) as m:
+            assert m is model and not model.training and not model[1].training
+        assert model.training is start and model[1].training is start
+    model.train()
+    with pytest.raises(RuntimeError), evaluating(model):
+        raise RuntimeError("inside")
+    assert model.training

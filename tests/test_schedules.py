@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from helpers.data import TokenSplits
+from helpers.lr_range import lr_range_test
 from helpers.model import GPT, GPTConfig
-from helpers.schedules import SCHEDULES, lr_at, lr_curve, lr_range_test, smooth, suggest_lr
+from helpers.schedules import SCHEDULES, lr_at, lr_curve, smooth, suggest_lr
 
 N, BASE = 100, 0.01
 

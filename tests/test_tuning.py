@@ -60,11 +60,11 @@ def test_suggest_stays_inside_the_space():
 
 
 def test_grid_points_are_log_spaced_where_log():
-    grid = tuning.grid_points(SPACE, 4)
+    grid = tuning.grid_axes(SPACE, 4)
     assert grid["lr"] == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1])
     assert grid["n_layer"] == [1, 2, 3, 4] and grid["n_embd"] == [32, 64]
     with pytest.raises(ValueError, match="per_axis"):
-        tuning.grid_points(SPACE, 1)
+        tuning.grid_axes(SPACE, 1)
 
 
 def _study_on(space, fn, n=30, seed=0):
@@ -283,3 +283,13 @@ def test_plots_draw_from_plain_data():
     for fig in figs:
         assert isinstance(fig, matplotlib.figure.Figure) and fig.axes
         plt.close(fig)
+
+
+def test_every_trial_is_validated_on_the_same_windows_whatever_its_batch_size_and_seed(tiny_data):
+    objective = _objective(tiny_data, eval_batch_size=5)
+    for batch_size, seed in ((4, None), (8, 7)):
+        model, history = objective.train({"lr": 1e-2, "batch_size": batch_size}, seed=seed)
+        # the trainer's last evaluation is the objective's own measurement on its fixed windows
+        assert history.eval_step == [4, 8, 12]
+        assert history.val_loss[-1] == pytest.approx(objective.validate(model), rel=1e-6)
+        assert history.best_val_loss == min(history.val_loss)

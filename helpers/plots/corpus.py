@@ -1,31 +1,11 @@
-"""Plots for the corpus, tokenizer and end-to-end notebook (03): token statistics and a loss curve."""
+"""Plots for the corpus and tokenizer (notebook 03): token statistics. Its loss curve is ``plots.training``'s."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
-
-
-def plot_loss_curve(steps: Sequence[int], train_loss: Sequence[float], eval_steps: Sequence[int] = (),
-                    val_loss: Sequence[float] = (), baselines: Mapping[str, float] | None = None,
-                    title: str = "training") -> Figure:
-    """Training (and validation) loss per step, with horizontal lines for reference losses
-    such as the uniform guess (ln V) and the unigram baseline."""
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    ax.plot(steps, train_loss, lw=1, alpha=0.8, label="train loss")
-    if len(val_loss):
-        ax.plot(eval_steps, val_loss, "o-", ms=4, label="validation loss")
-    for i, (name, value) in enumerate((baselines or {}).items()):
-        ax.axhline(value, ls="--", lw=1, color=f"C{i + 2}", label=f"{name} ({value:.2f})")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats / token)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
 
 
 def plot_token_counts(labels: Sequence[str], counts: Sequence[int], title: str = "most frequent tokens",

@@ -98,17 +98,6 @@ def plot_parameter_histograms(groups: Mapping[str, torch.Tensor], bins: int = 60
     return fig
 
 
-def plot_bar(labels: Sequence[str], values: Sequence[float], title: str = "", ylabel: str = "") -> Figure:
-    """A plain bar chart with the values written on the bars."""
-    fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(labels)), 3))
-    bars = ax.bar(list(labels), list(values), color="tab:blue")
-    ax.bar_label(bars, fmt="%.3g", fontsize=8)
-    ax.set(title=title, ylabel=ylabel)
-    ax.tick_params(axis="x", rotation=30)
-    fig.tight_layout()
-    return fig
-
-
 def plot_curve(xs: Sequence[float], ys: Sequence[float], xlabel: str = "", ylabel: str = "", title: str = "",
                logx: bool = False, logy: bool = False) -> Figure:
     """One line with markers, optionally on log axes."""

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from helpers.sampling import entropy
+
 
 def _label(token_id: int, token_str: Callable[[int], str] | None) -> str:
     return repr(token_str(token_id)) if token_str is not None else str(token_id)
@@ -37,7 +39,7 @@ def plot_filter_steps(steps: Sequence[tuple[str, torch.Tensor]], token_str: Call
         ax.bar(range(len(ids)), p, color=np.where(removed, "lightgrey", "C0"))
         ax.plot(np.flatnonzero(removed), np.zeros(removed.sum()), "x", color="C3", ms=6)
         alive = int((probs > 0).sum())
-        ent = float(-(probs[probs > 0] * probs[probs > 0].log()).sum())
+        ent = float(entropy(probs[probs > 0]))
         ax.set_title(f"{name}\n{alive} tokens left, entropy {ent:.2f} nats", fontsize=9)
         ax.set_xticks(range(len(ids)), labels, rotation=70, fontsize=7, family="monospace")
         ax.grid(axis="y", alpha=0.3)
@@ -163,7 +165,7 @@ def figure_png(fig: Figure, dpi: int = 80) -> bytes:
 def distribution_summary(probs: torch.Tensor, token_str: Callable[[int], str] | None = None) -> str:
     """One line about a distribution: surviving tokens, entropy and the most likely token."""
     alive = probs > 0
-    ent = float(-(probs[alive] * probs[alive].log()).sum())
+    ent = float(entropy(probs[alive]))
     top = int(probs.argmax())
     return (f"{int(alive.sum())} tokens can be drawn; entropy {ent:.2f} nats; "
             f"most likely {_label(top, token_str)} with p = {float(probs[top]):.3f}")

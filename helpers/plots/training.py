@@ -1,4 +1,5 @@
-"""Plots for notebooks 08-10: loss curves, learning-rate schedules, sweeps, batch sizes.
+"""Plots of training runs: loss curves (any notebook that trains), bars per run, learning-rate
+schedules, sweeps and batch sizes (notebooks 08-10).
 
 Every function takes measured data (``History`` objects, lists, sweep rows) and returns the
 matplotlib ``Figure``; none of them trains anything.
@@ -24,17 +25,20 @@ def _mark_divergence(ax: plt.Axes, x: float, y: float, color: str) -> None:
 
 def plot_loss_curves(histories: Mapping[str, History], x: str = "step", val: bool = False, smoothing: int = 1,
                      log_y: bool = False, ylim: tuple[float, float] | None = None, title: str = "training loss",
-                     ax: plt.Axes | None = None) -> Figure:
+                     ax: plt.Axes | None = None, baselines: Mapping[str, float] | None = None) -> Figure:
     """Training loss of several runs on one plot; ``x`` is ``"step"`` or ``"tokens"`` (tokens seen).
 
-    ``val=True`` adds each run's validation losses as dashed lines with dots. A run that diverged
-    ends with an x at its last point, drawn at the top edge if its loss left the plot.
-    ``smoothing`` > 1 shows a centred moving average over that many steps.
+    ``val=True`` adds each run's validation losses as dashed lines with dots (the gap between the
+    two is overfitting). A run that diverged ends with an x at its last point, drawn at the top
+    edge if its loss left the plot. ``smoothing`` > 1 shows a centred moving average over that
+    many steps. ``baselines`` draws reference losses as horizontal lines, e.g. the uniform guess
+    ``ln V`` and the unigram baseline.
     """
     if x not in ("step", "tokens"):
         raise ValueError(f"x must be 'step' or 'tokens', got {x!r}")
     fig, ax = (plt.subplots(figsize=(7, 4)) if ax is None else (ax.figure, ax))
-    finite = [v for h in histories.values() for v in h.train_loss if math.isfinite(v)]
+    baselines = dict(baselines or {})
+    finite = [v for h in histories.values() for v in h.train_loss if math.isfinite(v)] + list(baselines.values())
     survivors = [v for h in histories.values() if not h.diverged for v in h.train_loss if math.isfinite(v)]
     # the top edge shows every surviving run whole; a diverged run's explosion is cut off (and marked)
     top = ylim[1] if ylim else (max(survivors) if survivors else min(max(finite), 1.3 * finite[0]) if finite else 1.0)
@@ -49,6 +53,8 @@ def plot_loss_curves(histories: Mapping[str, History], x: str = "step", val: boo
             _mark_divergence(ax, xs[-1], min(last, top) if math.isfinite(last) else top, color)
         if val and h.val_loss:
             ax.plot(np.array(h.eval_step) * per_step, h.val_loss, "o--", color=color, ms=3, lw=1)
+    for j, (name, value) in enumerate(baselines.items()):
+        ax.axhline(value, ls=":", lw=1, color=f"C{(len(histories) + j) % 10}", label=f"{name} ({value:.2f})")
     ax.set(xlabel="tokens seen" if x == "tokens" else "step", ylabel="loss (nats per token)", title=title)
     if log_y:
         ax.set_yscale("log")
@@ -56,12 +62,6 @@ def plot_loss_curves(histories: Mapping[str, History], x: str = "step", val: boo
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fig
-
-
-def plot_train_val(histories: Mapping[str, History], title: str = "train (solid) vs validation (dashed)",
-                   ax: plt.Axes | None = None) -> Figure:
-    """Training loss (smoothed, solid) and validation loss (dashed) per run: the gap is overfitting."""
-    return plot_loss_curves(histories, val=True, smoothing=5, title=title, ax=ax)
 
 
 def plot_lr_schedules(curves: Mapping[str, Sequence[float]], log_y: bool = False,
@@ -169,18 +169,25 @@ def plot_gradient_noise(batch_sizes: Sequence[int], similarities: Sequence[Seque
     return fig
 
 
-def plot_bars(values: Mapping[str, float], ylabel: str, title: str, highlight: str | None = None) -> Figure:
-    """A bar per named value (e.g. the final loss of each optimiser or schedule)."""
+def plot_bars(values: Mapping[str, float], ylabel: str = "", title: str = "", highlight: str | None = None) -> Figure:
+    """A bar per named value with the value written on it (e.g. the final loss of each optimiser).
+
+    ``highlight`` names a bar to draw in another colour; a value that is not finite (a diverged
+    run) becomes a full red bar labelled "diverged". When every value is positive the axis starts
+    just below the smallest, so that close values stay distinguishable.
+    """
     fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(values)), 3.6))
     names = list(values)
     finite = [v for v in values.values() if math.isfinite(v)] or [1.0]
-    top = max(finite) * 1.05
+    top = max(max(finite) * 1.05, 0.0)
     colors = ["C2" if n == highlight else "C0" if math.isfinite(values[n]) else "C3" for n in names]
     heights = [values[n] if math.isfinite(values[n]) else top for n in names]  # a diverged run: a full red bar
     ax.bar(names, heights, color=colors)
     for i, v in enumerate(values.values()):
-        ax.text(i, heights[i], f"{v:.3f}" if math.isfinite(v) else "diverged", ha="center", va="bottom", fontsize=8)
-    ax.set_ylim(min(finite) * 0.9, top * 1.08)
+        ax.text(i, heights[i], f"{v:.4g}" if math.isfinite(v) else "diverged", ha="center",
+                va="bottom" if heights[i] >= 0 else "top", fontsize=8)
+    if min(finite) > 0:
+        ax.set_ylim(min(finite) * 0.9, top * 1.08)
     ax.set(ylabel=ylabel, title=title)
     ax.tick_params(axis="x", labelrotation=20)
     ax.grid(alpha=0.3, axis="y")

@@ -11,6 +11,7 @@ from typing import Protocol
 import torch
 
 from helpers.interface import LanguageModel
+from helpers.runtime import evaluating
 from helpers.sampling.filters import _candidates, _end_ids, apply_logit_bias, process_logits, sample_token
 from helpers.sampling.params import SamplingParams, _is_int
 
@@ -212,13 +213,9 @@ def generate(model: LanguageModel, prompt: str | Sequence[int], params: Sampling
     (prompt + answer = ``block_size``) with "length". A prompt that leaves no room raises ValueError.
     """
     ids, params, seqs, end_ids, dev = _setup(model, prompt, params, tokenizer, n, device)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         for _ in _run(model, ids, params, seqs, end_ids, dev):
             pass
-    finally:
-        model.train(was_training)
     done = [Completion(s.text.text if tokenizer is not None else None, s.tokens, s.finish_reason, s.logprobs, ids)
             for s in seqs]
     return done[0] if n == 1 else done
@@ -235,16 +232,12 @@ def stream(model: LanguageModel, prompt: str | Sequence[int], params: SamplingPa
         raise ValueError("stream yields text and needs a tokenizer")
     ids, params, seqs, end_ids, dev = _setup(model, prompt, params, tokenizer, 1, device)
     text, shown = seqs[0].text, 0
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         for _ in _run(model, ids, params, seqs, end_ids, dev):
             ready = text.ready()
             if ready > shown:
                 yield text.text[shown:ready]
                 shown = ready
-    finally:
-        model.train(was_training)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -258,12 +251,8 @@ def next_token_distribution(model: LanguageModel, prompt: str | Sequence[int], p
     params = SamplingParams() if params is None else params
     V, block = model.config.vocab_size, model.config.block_size
     ids = _prompt_ids(prompt, tokenizer, V, block)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         logits = model(torch.tensor([ids], device=model.device))[:, -1].float()  # (1, V)
-    finally:
-        model.train(was_training)
     eos = tokenizer.eot_id if tokenizer is not None else None
     processed = process_logits(logits, params, torch.tensor([ids], device=model.device), None, eos)
     return logits.softmax(-1)[0].cpu(), processed.softmax(-1)[0].cpu()

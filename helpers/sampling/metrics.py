@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from helpers.interface import LanguageModel
+from helpers.runtime import evaluating
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -46,12 +47,8 @@ def mean_logprob(model: LanguageModel, prompt_ids: Sequence[int], completion_ids
     ids = list(prompt_ids) + list(completion_ids)
     ids = ids[-model.config.block_size - 1 :]  # the most a single forward pass can score
     idx = torch.tensor([ids], device=model.device)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         logp = model(idx[:, :-1])[0].float().log_softmax(-1)  # (T-1, V)
-    finally:
-        model.train(was_training)
     k = min(len(completion_ids), len(ids) - 1)
     targets = idx[0, -k:]
     return logp[-k:].gather(1, targets[:, None]).mean().item()

@@ -27,7 +27,7 @@ from helpers.tuning.spaces import (
     PARAM_TYPES,
     _suggest_one,
     edge_params,
-    grid_points,
+    grid_axes,
     refine_space,
     suggest,
     validate_space,
@@ -46,7 +46,7 @@ from helpers.tuning.worker import (
 __all__ = [
     "FINISHED", "GPT_WORKER_SPACE", "HAS_CMAES", "PARAM_TYPES", "QUADRATIC_SPACE", "GPTObjective",
     "_COSTS", "_MODEL_KEYS", "_OverBudget", "_SLOT_STATES", "_gpt_worker_objective", "_suggest_one",
-    "best_so_far", "edge_params", "evaluate_on_test", "gpt_objective", "grid_points", "main", "make_pruner",
+    "best_so_far", "edge_params", "evaluate_on_test", "gpt_objective", "grid_axes", "main", "make_pruner",
     "make_sampler", "make_storage", "mask_url", "storage_url", "STORAGE_ENV", "one_axis_loss", "pruning_savings", "quadratic_objective", "refine_space",
     "run_worker", "suggest", "trial_rows", "validate_space", "warm_start", "write_csv",
 ]

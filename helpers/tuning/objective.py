@@ -92,7 +92,8 @@ class GPTObjective:
         if self.cost not in _COSTS:
             raise ValueError(f"cost must be one of {_COSTS}, got {self.cost!r}")
         train_keys = {f.name for f in fields(TrainConfig)} - {"steps", "block_size", "eval_every", "eval_batches",
-                                                               "seed", "device", "progress", "patience"}
+                                                               "eval_batch_size", "eval_seed", "seed", "device",
+                                                               "progress", "patience"}
         allowed = set(_MODEL_KEYS) | train_keys
         for name in [*self.space, *self.fixed]:
             if name not in allowed:
@@ -118,22 +119,21 @@ class GPTObjective:
         model = GPTConfig(block_size=self.block_size, vocab_size=self.vocab_size, **model_kw)
         if "warmup_steps" not in p:  # the default warmup may not fit into a short tuning run
             p["warmup_steps"] = min(TrainConfig.__dataclass_fields__["warmup_steps"].default, self.steps // 10)
-        # train() evaluates with the trial's own batch size; we measure on fixed windows instead
-        # (see ``validate``), so its own evaluation is kept to one batch
+        # every trial is validated on the same windows, whatever its own batch size and seed (see ``validate``)
         train = TrainConfig(steps=self.steps, block_size=self.block_size, eval_every=self.eval_every,
-                            eval_batches=1, seed=self.seed if seed is None else seed,
+                            eval_batches=self.eval_batches, eval_batch_size=self.eval_batch_size,
+                            eval_seed=self.seed + 1, seed=self.seed if seed is None else seed,
                             device=self.device, progress=False, **p)
         return model, train
 
     def validate(self, model: Any, tokens: Any = None) -> float:
         """Mean loss on the same windows of ``tokens`` (default: the validation split) for every trial."""
-        import torch
-
-        from helpers.train import evaluate
+        from helpers.train import loss_on_fixed_windows
 
         tokens = self.data.val if tokens is None else tokens
-        windows = torch.Generator().manual_seed(self.seed + 1)  # fixed: independent of the trial's seed
-        return evaluate(model, tokens, self.eval_batch_size, self.block_size, self.eval_batches, windows, model.device)
+        # seed + 1: the windows train() uses for the trials (``configs``), independent of a trial's seed
+        return loss_on_fixed_windows(model, tokens, self.eval_batch_size, self.block_size, self.eval_batches,
+                                     self.seed + 1, model.device)
 
     def train(self, params: Mapping[str, Any], seed: int | None = None,
               on_eval: Callable[[int, float], bool | None] | None = None) -> tuple[Any, Any]:
@@ -145,17 +145,7 @@ class GPTObjective:
         model_cfg, train_cfg = self.configs(params, seed)
         seed_everything(train_cfg.seed)  # the same initial weights for every trial
         model = GPT(model_cfg)
-        curve: list[tuple[int, float]] = []
-
-        def measured(step: int, _own_val_loss: float) -> bool | None:
-            curve.append((step, self.validate(model)))
-            return on_eval(step, curve[-1][1]) if on_eval is not None else None
-
-        history = train(model, self.data, train_cfg, on_eval=measured)
-        history.eval_step, history.val_loss = [s for s, _ in curve], [v for _, v in curve]
-        if curve:
-            history.best_step, history.best_val_loss = min(curve, key=lambda sv: sv[1])
-        return model, history
+        return model, train(model, self.data, train_cfg, on_eval=on_eval)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         params = suggest(trial, self.space)

@@ -75,8 +75,10 @@ def _suggest_one(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
     return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
 
 
-def grid_points(space: Mapping[str, Mapping[str, Any]], per_axis: int) -> dict[str, list]:
-    """An evenly spaced grid (log-spaced where ``log``) with ``per_axis`` values per numeric axis."""
+def grid_axes(space: Mapping[str, Mapping[str, Any]], per_axis: int) -> dict[str, list]:
+    """The values of each axis of an evenly spaced grid (log-spaced where ``log``), ``per_axis`` per
+    numeric axis; Optuna's GridSampler takes them as they are (``helpers.experiments.grid_points``
+    would list their combinations)."""
     if not isinstance(per_axis, int) or per_axis < 2:
         raise ValueError(f"per_axis must be an int >= 2, got {per_axis!r}")
     grid: dict[str, list] = {}

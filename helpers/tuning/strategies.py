@@ -8,7 +8,7 @@ from typing import Any
 
 import optuna
 
-from helpers.tuning.spaces import grid_points
+from helpers.tuning.spaces import grid_axes
 
 HAS_CMAES = importlib.util.find_spec("cmaes") is not None  # optuna's CmaEsSampler needs it
 
@@ -22,7 +22,7 @@ def make_sampler(name: str, seed: int | None = None, *, space: Mapping[str, Mapp
     if name == "grid":
         if space is None:
             raise ValueError("sampler 'grid' needs space= to lay the grid on")
-        return optuna.samplers.GridSampler(grid_points(space, per_axis), seed=seed)
+        return optuna.samplers.GridSampler(grid_axes(space, per_axis), seed=seed)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials)
     if name == "cmaes":

@@ -1,0 +1,426 @@
+"""A Llama-family language model beside the GPT, with the same interface.
+
+What differs from GPT-2 (helpers/model.py), block by block:
+
+- **RMSNorm** instead of LayerNorm: scale each vector by 1 / its root-mean-square, then by a learned gain
+  (no mean subtraction, no bias).
+- **Rotary position embeddings (RoPE)** instead of a learned position table: queries and keys are rotated
+  by an angle proportional to their position, pair of channels by pair of channels, so that their dot
+  product depends on the *distance* between two positions. Channel i is paired with channel i + head_dim/2
+  (Hugging Face's layout), at frequency ``rope_base ** (-2i / head_dim)``.
+- **Grouped-query attention (GQA)**: ``n_head`` query heads share ``n_kv_head`` key/value heads (each group
+  of ``n_head // n_kv_head`` query heads reads one), which shrinks the KV cache by that factor.
+- **SwiGLU MLP**: ``down(silu(gate(x)) * up(x))``: two input projections, one gating the other.
+- No biases anywhere; the output layer may share the token embedding matrix (``tie_embeddings``).
+
+Module names follow Hugging Face's ``LlamaForCausalLM`` (``model.layers.0.self_attn.q_proj``...), so its
+state dict loads as it is and LoRA targets such as ``q_proj``/``v_proj`` mean what they mean elsewhere.
+To the rest of ``helpers`` the model looks like the GPT: ``model(idx, cache=None)`` gives ``(B, T, V)``
+logits, ``loss``, ``new_cache``, ``device``, ``num_parameters``, ``gradient_checkpointing``, and a config
+with ``vocab_size`` and ``block_size`` (the context window).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from helpers.model import _autocast_on, linear_cross_entropy
+
+_SDPA_GQA = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
+
+
+def _positive_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+@dataclass
+class LlamaConfig:
+    """The architecture hyperparameters of a Llama-family model (defaults: a small model for tests)."""
+
+    block_size: int = 256  # context window (context length): the most positions the model can attend to
+    vocab_size: int = 2048
+    n_layer: int = 4
+    n_embd: int = 128  # width of the residual stream
+    n_mlp: int = 344  # hidden size of the SwiGLU MLP (gate and up projections)
+    n_head: int = 4  # query heads
+    n_kv_head: int = 2  # key/value heads; n_head must be a multiple of it (= n_head: plain multi-head)
+    head_dim: int | None = None  # None: n_embd // n_head
+    rope_base: float = 10_000.0  # RoPE's theta: the slowest rotation has wavelength ~ 2 pi rope_base
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = True  # the output layer reuses the token embedding matrix
+    dropout: float = 0.0  # on attention weights and both residual branches, in training only
+
+    def __post_init__(self) -> None:
+        if self.head_dim is None and isinstance(self.n_head, int) and self.n_head > 0 \
+                and isinstance(self.n_embd, int) and self.n_embd % self.n_head == 0:
+            self.head_dim = self.n_embd // self.n_head
+        if self.head_dim is None:
+            raise ValueError(f"head_dim is needed when n_embd={self.n_embd!r} is not a multiple of "
+                             f"n_head={self.n_head!r}")
+        for name in ("block_size", "vocab_size", "n_layer", "n_embd", "n_mlp", "n_head", "n_kv_head", "head_dim"):
+            _positive_int(name, getattr(self, name))
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"n_head must be a multiple of n_kv_head, got n_head={self.n_head}, "
+                             f"n_kv_head={self.n_kv_head}")
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim must be even (RoPE rotates pairs of channels), got {self.head_dim}")
+        for name, lo in (("rope_base", 1.0), ("norm_eps", 0.0)):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
+                    or value <= lo:
+                raise ValueError(f"{name} must be a finite number > {lo:g}, got {value!r}")
+        if not isinstance(self.tie_embeddings, bool):
+            raise ValueError(f"tie_embeddings must be True or False, got {self.tie_embeddings!r}")
+        if not (isinstance(self.dropout, (int, float)) and not isinstance(self.dropout, bool)
+                and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+    @property
+    def context_length(self) -> int:
+        """The context window, under the name model cards use (same as ``block_size``)."""
+        return self.block_size
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> LlamaConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown LlamaConfig fields {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(**data)
+
+
+def parameter_count(config: LlamaConfig) -> int:
+    """The closed-form number of parameters of ``Llama(config)`` (a tied output matrix counted once)."""
+    C, V, L, M = config.n_embd, config.vocab_size, config.n_layer, config.n_mlp
+    q_out, kv_out = config.n_head * config.head_dim, config.n_kv_head * config.head_dim
+    attention = C * q_out + 2 * C * kv_out + q_out * C  # q, k, v (fewer KV heads: GQA), o
+    mlp = 3 * C * M  # gate, up, down (SwiGLU)
+    embeddings = V * C * (1 if config.tie_embeddings else 2)
+    return embeddings + L * (attention + mlp + 2 * C) + C  # + two RMSNorm gains per block, one at the end
+
+
+class LlamaKVCache:
+    """Keys and values of every layer for the positions already processed, with the methods of
+    ``helpers.model.KVCache``.
+
+    Sized for grouped-query attention (``n_kv_head`` heads, not ``n_head``). The storage grows in steps
+    (doubling, up to the context window) instead of being allocated for the whole window at once: a model
+    with an 8k context would otherwise hold hundreds of MB for a short chat. Within its capacity, appending
+    a token writes into a slice.
+    """
+
+    def __init__(self, config: LlamaConfig, batch_size: int, device: torch.device, dtype: torch.dtype,
+                 initial: int = 256):
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        self.max_len = config.block_size
+        self._shape = (config.n_layer, batch_size, config.n_kv_head, min(initial, self.max_len), config.head_dim)
+        self.k = torch.zeros(self._shape, device=device, dtype=dtype)
+        self.v = torch.zeros(self._shape, device=device, dtype=dtype)
+        self.batch_size = batch_size
+        self.pos = 0  # positions filled so far
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[3]
+
+    def reserve(self, length: int) -> None:
+        """Make room for ``length`` positions (at most the context window), keeping what is stored."""
+        if length <= self.capacity:
+            return
+        new = min(self.max_len, max(length, 2 * self.capacity))
+        for name in ("k", "v"):
+            old = getattr(self, name)
+            grown = old.new_zeros(*old.shape[:3], new, old.shape[4])
+            grown[:, :, :, : self.pos] = old[:, :, :, : self.pos]
+            setattr(self, name, grown)
+
+    def reset(self) -> None:
+        self.pos = 0
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only the given batch rows (e.g. when some sequences have finished)."""
+        self.k = self.k[:, rows]
+        self.v = self.v[:, rows]
+        self.batch_size = self.k.shape[1]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the cache holds now."""
+        return 2 * self.k.numel() * self.k.element_size()
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * gain, computed in float32 whatever the input's dtype."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(dtype)
+
+
+def rope_tables(head_dim: int, base: float, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (T, head_dim) of the rotation angles ``position * base ** (-2i / head_dim)``, in float32.
+
+    Each frequency appears twice, for channel i and channel i + head_dim / 2, the pair it rotates.
+    """
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=positions.device).float()
+                               / head_dim))  # (head_dim / 2,)
+    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, head_dim / 2)
+    angles = torch.cat([angles, angles], dim=-1)  # (T, head_dim)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each channel pair (i, i + d/2) of ``x`` (B, heads, T, d) by its angle: a 2-D rotation per pair."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)  # (-x2, x1): the pair turned by 90 degrees
+    return x * cos + rotated * sin
+
+
+class LlamaAttention(nn.Module):
+    def __init__(self, config: LlamaConfig, layer: int):
+        super().__init__()
+        self.layer = layer
+        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
+        C, hd = config.n_embd, config.head_dim
+        self.q_proj = nn.Linear(C, config.n_head * hd, bias=False)
+        self.k_proj = nn.Linear(C, config.n_kv_head * hd, bias=False)
+        self.v_proj = nn.Linear(C, config.n_kv_head * hd, bias=False)
+        self.o_proj = nn.Linear(config.n_head * hd, C, bias=False)
+        self.dropout = config.dropout
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LlamaKVCache | None
+                ) -> torch.Tensor:
+        B, T, _ = x.shape
+        H, KV, hd = self.n_head, self.n_kv_head, self.head_dim
+        q = self.q_proj(x).view(B, T, H, hd).transpose(1, 2)  # (B, H, T, hd)
+        k = self.k_proj(x).view(B, T, KV, hd).transpose(1, 2)  # (B, KV, T, hd)
+        v = self.v_proj(x).view(B, T, KV, hd).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        mask, causal = None, True
+        if cache is not None:
+            start, end = cache.pos, cache.pos + T
+            cache.k[self.layer, :, :, start:end] = k
+            cache.v[self.layer, :, :, start:end] = v
+            k, v = cache.k[self.layer, :, :, :end], cache.v[self.layer, :, :, :end]
+            if start > 0:
+                causal = False
+                if T > 1:  # new query i sees every cached key and the new keys up to itself
+                    mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
+        drop = self.dropout if self.training else 0.0
+        if T == 1 and mask is None:
+            # one new position sees every key: the G query heads of a group become G rows of one
+            # attention against their shared key/value head, with no copies of k and v
+            y = F.scaled_dot_product_attention(q.reshape(B, KV, H // KV, hd), k, v, dropout_p=drop)
+        elif _SDPA_GQA:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, is_causal=causal,
+                                               enable_gqa=KV != H)
+        else:  # older PyTorch: give every query head its own copy of its group's keys and values
+            k, v = k.repeat_interleave(H // KV, dim=1), v.repeat_interleave(H // KV, dim=1)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, is_causal=causal)
+        y = y.reshape(B, H, T, hd).transpose(1, 2).reshape(B, T, H * hd)  # heads side by side again
+        y = self.o_proj(y)
+        return F.dropout(y, drop, self.training) if drop else y
+
+
+class LlamaMLP(nn.Module):
+    def __init__(self, config: LlamaConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.n_embd, config.n_mlp, bias=False)
+        self.up_proj = nn.Linear(config.n_embd, config.n_mlp, bias=False)
+        self.down_proj = nn.Linear(config.n_mlp, config.n_embd, bias=False)
+        self.dropout = config.dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return F.dropout(y, self.dropout, self.training) if self.dropout else y
+
+
+class LlamaBlock(nn.Module):
+    def __init__(self, config: LlamaConfig, layer: int):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.n_embd, config.norm_eps)
+        self.self_attn = LlamaAttention(config, layer)
+        self.post_attention_layernorm = RMSNorm(config.n_embd, config.norm_eps)
+        self.mlp = LlamaMLP(config)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LlamaKVCache | None
+                ) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Llama(nn.Module):
+    """A Llama-family decoder: token embeddings, ``n_layer`` blocks, a final RMSNorm, the output layer."""
+
+    def __init__(self, config: LlamaConfig):
+        super().__init__()
+        if not isinstance(config, LlamaConfig):
+            raise ValueError(f"config must be a LlamaConfig, got {type(config).__name__}")
+        self.config = config
+        self.model = nn.ModuleDict(dict(
+            embed_tokens=nn.Embedding(config.vocab_size, config.n_embd),
+            layers=nn.ModuleList([LlamaBlock(config, i) for i in range(config.n_layer)]),
+            norm=RMSNorm(config.n_embd, config.norm_eps),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        self._gradient_checkpointing = False
+        self._rope: tuple[torch.Tensor, torch.Tensor] | None = None  # cos, sin for every position, float32
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)) and m.weight.device.type != "meta":
+                nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.embed_tokens.weight.device
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        """Activation checkpointing: training keeps only each block's input and recomputes the rest in
+        backward (same gradients, fewer saved activations, about one more forward pass of compute)."""
+        return self._gradient_checkpointing
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, enabled: bool) -> None:
+        if not isinstance(enabled, bool):
+            raise ValueError(f"gradient_checkpointing must be True or False, got {enabled!r}")
+        self._gradient_checkpointing = enabled
+
+    def new_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> LlamaKVCache:
+        """An empty KV cache for ``batch_size`` sequences on the model's device."""
+        return LlamaKVCache(self.config, batch_size, self.device, dtype or self.model.embed_tokens.weight.dtype)
+
+    def _check_input(self, idx: torch.Tensor, cache: LlamaKVCache | None) -> None:
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
+            shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
+            raise ValueError(f"idx must be a 2-D tensor of token ids (B, T), got {shape}")
+        if idx.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"idx must hold integer token ids, got dtype {idx.dtype}")
+        start = cache.pos if cache is not None else 0
+        if idx.shape[1] == 0 or start + idx.shape[1] > self.config.block_size:
+            raise ValueError(
+                f"sequence length must be in 1..block_size={self.config.block_size}, got "
+                f"{start + idx.shape[1]}" + (f" ({start} cached + {idx.shape[1]} new)" if start else "")
+            )
+        if cache is not None and cache.batch_size != idx.shape[0]:
+            raise ValueError(f"idx has batch size {idx.shape[0]} but the cache holds {cache.batch_size}")
+        lo, hi = torch.aminmax(idx)
+        if lo < 0 or hi >= self.config.vocab_size:
+            bad = int(hi) if hi >= self.config.vocab_size else int(lo)
+            raise ValueError(f"token ids must be in [0, vocab_size={self.config.vocab_size}), got {bad}")
+
+    def _rope_slice(self, start: int, T: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin (T, head_dim) for positions start..start+T-1, computed once per device in float32."""
+        device = self.device
+        if self._rope is None or self._rope[0].device != device:
+            pos = torch.arange(self.config.block_size, device=device)
+            self._rope = rope_tables(self.config.head_dim, self.config.rope_base, pos)
+        cos, sin = self._rope[0][start:start + T], self._rope[1][start:start + T]
+        return cos.to(dtype), sin.to(dtype)
+
+    def forward(self, idx: torch.Tensor, cache: LlamaKVCache | None = None) -> torch.Tensor:
+        """Logits ``(B, T, vocab_size)`` for token ids ``idx`` ``(B, T)``.
+
+        With a ``cache``, ``idx`` holds only the new tokens: they take the next positions, attend to
+        everything cached before them, and their keys and values are appended to the cache.
+        """
+        return self.lm_head(self.hidden(idx, cache))  # (B, T, V)
+
+    def hidden(self, idx: torch.Tensor, cache: LlamaKVCache | None = None) -> torch.Tensor:
+        """The final hidden states ``(B, T, n_embd)``, after the last RMSNorm: what the output layer reads."""
+        self._check_input(idx, cache)
+        T = idx.shape[1]
+        start = cache.pos if cache is not None else 0
+        if cache is not None:
+            cache.reserve(start + T)
+        x = self.model.embed_tokens(idx)  # (B, T, C)
+        cos, sin = self._rope_slice(start, T, x.dtype)
+        recompute = self._gradient_checkpointing and cache is None and self.training and torch.is_grad_enabled()
+        for block in self.model.layers:
+            if recompute:
+                x = checkpoint(block, x, cos, sin, None, use_reentrant=False)
+            else:
+                x = block(x, cos, sin, cache)
+        if cache is not None:
+            cache.pos += T
+        return self.model.norm(x)
+
+    def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of predicting ``targets`` (B, T) from ``idx``; -100 marks ignored targets."""
+        if targets.shape != idx.shape:
+            raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
+        head = self.lm_head
+        plain_head = (type(head) is nn.Linear and head.bias is None and not head._forward_hooks
+                      and not head._forward_pre_hooks and not _autocast_on(idx.device.type))
+        if plain_head:  # the fused output layer + loss: the (N, V) logits never exist all at once
+            h = self.hidden(idx)
+            return linear_cross_entropy(h.flatten(0, 1), head.weight, targets.flatten())
+        logits = self(idx)  # an adapted (LoRA), quantised or hooked output layer, or mixed precision
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Number of parameters; tied tensors count once."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def parameter_breakdown(self) -> dict[str, dict[str, int]]:
+        """Parameters per component (embeddings, attention, mlp, norms), as for the GPT (no biases here)."""
+        out = {k: {"weights": 0, "biases": 0} for k in ("embeddings", "attention", "mlp", "norms")}
+        for name, p in self.named_parameters():
+            if name.startswith(("model.embed_tokens", "lm_head")):
+                part = "embeddings"
+            elif ".self_attn." in name:
+                part = "attention"
+            elif ".mlp." in name:
+                part = "mlp"
+            else:
+                part = "norms"
+            out[part]["weights"] += p.numel()
+        return out
+
+    @classmethod
+    def from_hf(cls, hf: nn.Module) -> Llama:
+        """Our model with the weights of a Hugging Face ``LlamaForCausalLM`` (same names, same layout)."""
+        hc = hf.config
+        if getattr(hc, "hidden_act", "silu") != "silu" or getattr(hc, "attention_bias", False) \
+                or getattr(hc, "mlp_bias", False):
+            raise ValueError("only SiLU activations and bias-free linear layers are supported")
+        scaling = getattr(hc, "rope_scaling", None)
+        rope = getattr(hc, "rope_parameters", None) or {}
+        if scaling and scaling.get("rope_type", scaling.get("type", "default")) != "default":
+            raise ValueError(f"rope_scaling {scaling!r} is not supported (plain RoPE only)")
+        base = rope.get("rope_theta", getattr(hc, "rope_theta", None))
+        config = LlamaConfig(
+            block_size=hc.max_position_embeddings, vocab_size=hc.vocab_size, n_layer=hc.num_hidden_layers,
+            n_embd=hc.hidden_size, n_mlp=hc.intermediate_size, n_head=hc.num_attention_heads,
+            n_kv_head=hc.num_key_value_heads, head_dim=getattr(hc, "head_dim", None) or
+            hc.hidden_size // hc.num_attention_heads, rope_base=float(base), norm_eps=float(hc.rms_norm_eps),
+            tie_embeddings=bool(hc.tie_word_embeddings),
+        )
+        model = cls(config)
+        state = hf.state_dict()
+        ours = model.state_dict()
+        missing = [k for k in ours if k not in state]
+        if missing:
+            raise ValueError(f"the Hugging Face state dict has no tensor for {missing[0]!r}")
+        model.load_state_dict({k: state[k] for k in ours})
+        return model

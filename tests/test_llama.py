@@ -1,0 +1,239 @@
+"""The Llama-family model on small random configs: against transformers' LlamaForCausalLM, and driven by
+the course's sampler, LoRA, quantisation, trainer and memory tools exactly as the GPT is. No big model."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers.data import TokenSplits
+from helpers.llama import Llama, LlamaConfig, LlamaKVCache, parameter_count
+from helpers.lora import apply_lora, lora_layers, merge_lora, trainable_parameters
+from helpers.memory import training_memory
+from helpers.quantize import QuantLinear, model_size_bytes, quantize_model
+from helpers.sampling import SamplingParams, generate, next_token_distribution, stream
+from helpers.train import TrainConfig, train
+
+transformers = pytest.importorskip("transformers")
+
+SMALL = dict(block_size=48, vocab_size=97, n_layer=2, n_embd=32, n_mlp=56, n_head=4, n_kv_head=2)
+
+
+class Chars:
+    """A tokenizer of one id per character of a small alphabet (with an end token), for text prompts."""
+
+    alphabet = "abcdefghijklmnopqrstuvwxyz .!?"
+
+    def __init__(self):
+        self.eot_id = len(self.alphabet)
+        self.vocab_size = SMALL["vocab_size"]
+
+    def encode(self, text):
+        return [self.alphabet.index(c) for c in text]
+
+    def decode_bytes(self, ids):
+        return "".join(self.alphabet[i] if i < len(self.alphabet) else "#" for i in ids).encode()
+
+
+def _hf_pair(tied: bool, base: float, n_kv_head: int, seed: int = 0):
+    cfg = transformers.LlamaConfig(
+        vocab_size=SMALL["vocab_size"], hidden_size=SMALL["n_embd"], intermediate_size=SMALL["n_mlp"],
+        num_hidden_layers=SMALL["n_layer"], num_attention_heads=SMALL["n_head"], num_key_value_heads=n_kv_head,
+        max_position_embeddings=SMALL["block_size"], rope_theta=base, rms_norm_eps=1e-5,
+        tie_word_embeddings=tied, attention_dropout=0.0)
+    torch.manual_seed(seed)
+    hf = transformers.LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            if name.endswith("norm.weight"):  # they start at 1: make them random so that they are tested too
+                p.uniform_(0.5, 1.5)
+            elif name.endswith(("q_proj.weight", "k_proj.weight")):  # sharp attention: positions matter
+                p.normal_(0.0, 0.5)
+    return hf, Llama.from_hf(hf).eval()
+
+
+@pytest.mark.parametrize("tied,base,n_kv_head", [(True, 10_000.0, 2), (False, 500_000.0, 2),
+                                                 (True, 500_000.0, 1), (False, 10_000.0, 4)])
+def test_logits_loss_and_gradients_match_transformers(tied, base, n_kv_head):
+    hf, ours = _hf_pair(tied, base, n_kv_head)
+    assert ours.config.rope_base == base and ours.config.tie_embeddings == tied
+    assert ours.num_parameters() == hf.num_parameters() == parameter_count(ours.config)
+    x = torch.randint(0, SMALL["vocab_size"], (3, 40))
+    y = torch.randint(0, SMALL["vocab_size"], (3, 40))
+    y[0, :5] = -100
+    with torch.no_grad():
+        ref = hf(x).logits
+        torch.testing.assert_close(ours(x), ref, atol=1e-5, rtol=1e-5)
+        cache = ours.new_cache(3)
+        assert cache.k.shape[2] == n_kv_head  # sized for the key/value heads, not the query heads
+        pieces = [ours(x[:, :17], cache=cache)] + [ours(x[:, t:t + 1], cache=cache) for t in range(17, 22)]
+        pieces.append(ours(x[:, 22:], cache=cache))
+        torch.testing.assert_close(torch.cat(pieces, dim=1), ref, atol=1e-5, rtol=1e-5)
+    loss = ours.loss(x, y)
+    ref_loss = F.cross_entropy(hf(x).logits.flatten(0, 1), y.flatten(), ignore_index=-100)
+    torch.testing.assert_close(loss, ref_loss, atol=1e-5, rtol=1e-5)
+    loss.backward()
+    ref_loss.backward()
+    theirs = dict(hf.named_parameters())
+    for name, p in ours.named_parameters():
+        torch.testing.assert_close(p.grad, theirs[name].grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_the_rope_bases_matter():
+    _, a = _hf_pair(True, 10_000.0, 2)
+    _, b = _hf_pair(True, 500_000.0, 2)
+    x = torch.randint(0, SMALL["vocab_size"], (1, 30))
+    with torch.no_grad():
+        assert (a(x) - b(x)).abs().max() > 1e-2  # far above the tolerance of the comparison with transformers
+
+
+def test_config_validation_and_round_trip():
+    c = LlamaConfig(**SMALL)
+    assert c.head_dim == 8 and c.context_length == c.block_size == 48
+    assert LlamaConfig.from_dict(c.to_dict()) == c
+    for bad, match in [(dict(n_kv_head=3), "n_head must be a multiple of n_kv_head"),
+                       (dict(n_layer=0), "n_layer must be a positive int"),
+                       (dict(rope_base=float("inf")), "rope_base must be a finite number"),
+                       (dict(norm_eps=0.0), "norm_eps must be a finite number > 0"),
+                       (dict(tie_embeddings="yes"), "tie_embeddings must be True or False"),
+                       (dict(head_dim=7), "head_dim must be even"),
+                       (dict(dropout=1.0), r"dropout must be in \[0, 1\)")]:
+        with pytest.raises(ValueError, match=match):
+            LlamaConfig(**{**SMALL, **bad})
+    with pytest.raises(ValueError, match="unknown LlamaConfig fields"):
+        LlamaConfig.from_dict({**SMALL, "n_heads": 4})
+    with pytest.raises(ValueError, match="config must be a LlamaConfig"):
+        Llama(SMALL)
+
+
+def test_input_rules_are_the_gpts():
+    model = Llama(LlamaConfig(**SMALL))
+    with pytest.raises(ValueError, match=r"sequence length must be in 1\.\.block_size=48, got 49"):
+        model(torch.zeros(1, 49, dtype=torch.long))
+    cache = model.new_cache(1)
+    model(torch.zeros(1, 40, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match=r"got 49 \(40 cached \+ 9 new\)"):
+        model(torch.zeros(1, 9, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match=r"token ids must be in \[0, vocab_size=97\), got 97"):
+        model(torch.tensor([[1, 97]]))
+    with pytest.raises(ValueError, match="2-D tensor"):
+        model(torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="context window"):
+        generate(model, list(range(48)), SamplingParams(max_tokens=1))
+
+
+def test_the_cache_grows_beyond_its_first_allocation_and_keeps_what_it_holds():
+    config = LlamaConfig(**{**SMALL, "block_size": 700})
+    model = Llama(config).eval()
+    x = torch.randint(0, 97, (2, 600))
+    with torch.no_grad():
+        full = model(x)
+        cache = LlamaKVCache(config, 2, model.device, torch.float32, initial=16)
+        out = torch.cat([model(x[:, :10], cache=cache), model(x[:, 10:300], cache=cache),
+                         model(x[:, 300:301], cache=cache), model(x[:, 301:], cache=cache)], dim=1)
+    assert 600 <= cache.capacity <= 700 and cache.pos == 600
+    torch.testing.assert_close(out, full, atol=1e-5, rtol=1e-5)
+
+
+def test_generate_stream_and_next_token_distribution_drive_it_unchanged():
+    torch.manual_seed(3)
+    model = Llama(LlamaConfig(**SMALL)).eval()
+    tok = Chars()
+    out = generate(model, "the cat", SamplingParams(temperature=0.0, max_tokens=12), tokenizer=tok)
+    # greedy by hand, a full forward pass per token (no cache): the same tokens
+    ids = tok.encode("the cat")
+    want = []
+    with torch.no_grad():
+        for _ in range(len(out.token_ids)):
+            nxt = int(model(torch.tensor([ids]))[0, -1].argmax())
+            want.append(nxt)
+            ids.append(nxt)
+            if nxt == tok.eot_id:
+                break
+    assert out.token_ids == want
+    assert "".join(stream(model, "the cat", SamplingParams(temperature=0.0, max_tokens=12), tokenizer=tok)) == out.text
+    several = generate(model, "a", SamplingParams(temperature=1.0, max_tokens=8, seed=1), tokenizer=tok, n=3)
+    assert len(several) == 3 and all(1 <= len(c.token_ids) <= 8 for c in several)
+    probs, processed = next_token_distribution(model, "the", SamplingParams(top_k=5), tokenizer=tok)
+    with torch.no_grad():
+        ref = model(torch.tensor([tok.encode("the")]))[0, -1].softmax(-1)
+    torch.testing.assert_close(probs, ref)
+    assert int((processed > 0).sum()) == 5
+
+
+def test_lora_targets_q_and_v_projections_by_name_and_trains():
+    torch.manual_seed(4)
+    model = Llama(LlamaConfig(**SMALL))
+    x = torch.randint(0, 97, (4, 24))
+    with torch.no_grad():
+        before = model(x)
+    apply_lora(model, rank=4, alpha=8, targets=("q_proj", "v_proj"))
+    assert sorted(lora_layers(model)) == [f"model.layers.{i}.self_attn.{p}" for i in range(2) for p in ("q_proj", "v_proj")]
+    report = trainable_parameters(model)
+    assert report.trainable == 2 * (4 * 32 + 32 * 4) + 2 * (4 * 32 + 16 * 4)  # A and B; q: 32->32, v: 32->16
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before)  # B starts at zero: the adapted model is the base model
+    splits = TokenSplits(torch.randint(0, 97, (3000,)), torch.randint(0, 97, (500,)), torch.randint(0, 97, (500,)))
+    train(model, splits, TrainConfig(steps=3, batch_size=4, block_size=24, lr=1e-2, eval_every=0, progress=False,
+                                     warmup_steps=0, device="cpu"))
+    with torch.no_grad():
+        adapted = model(x)
+        assert not torch.allclose(adapted, before)
+        merge_lora(model)
+        torch.testing.assert_close(model(x), adapted, atol=1e-5, rtol=1e-5)
+
+
+def test_quantize_model_keeps_the_tie_and_the_outputs_close():
+    torch.manual_seed(5)
+    model = Llama(LlamaConfig(**SMALL)).eval()
+    q = quantize_model(model, bits=8)
+    assert isinstance(q.model.layers[0].self_attn.k_proj, QuantLinear)
+    assert model_size_bytes(q) < model_size_bytes(model) / 2
+    x = torch.randint(0, 97, (2, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(q(x), model(x), atol=0.02, rtol=0)
+    out = generate(q, [1, 2, 3], SamplingParams(temperature=0.0, max_tokens=5))
+    assert len(out.token_ids) == 5
+
+
+def test_train_lowers_the_loss_and_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(6)
+    model = Llama(LlamaConfig(**SMALL, dropout=0.0))
+    pattern = torch.arange(0, 90).repeat(60)  # a learnable sequence
+    splits = TokenSplits(pattern[:4000], pattern[4000:4800], pattern[4800:])
+    history = train(model, splits, TrainConfig(steps=30, batch_size=8, block_size=32, lr=1e-2, eval_every=0,
+                                               progress=False, warmup_steps=2, device="cpu"))
+    assert history.train_loss[-1] < history.train_loss[0] - 1.0
+    x, y = pattern[:64].view(2, 32), pattern[1:65].view(2, 32)
+    model.zero_grad()
+    model.train()
+    model.loss(x, y).backward()
+    plain = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model.gradient_checkpointing = True
+    model.loss(x, y).backward()
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, plain[n], atol=1e-6, rtol=1e-5, msg=n)
+    with pytest.raises(ValueError, match="gradient_checkpointing must be True or False"):
+        model.gradient_checkpointing = 1
+
+
+def test_training_memory_counts_its_parameters_and_activations():
+    torch.manual_seed(7)
+    model = Llama(LlamaConfig(**SMALL))
+    x, y = torch.randint(0, 97, (2, 32)), torch.randint(0, 97, (2, 32))
+    report = training_memory(model, lambda: model.loss(x, y))
+    n = model.num_parameters()
+    assert report.parameters == 4 * n and report.gradients == 4 * n and report.optimizer_state == 8 * n
+    assert report.activations > 0 and report.peak >= report.parameters
+
+
+def test_bfloat16_runs_and_keeps_the_norm_in_float32():
+    torch.manual_seed(8)
+    model = Llama(LlamaConfig(**SMALL)).eval()
+    x = torch.randint(0, 97, (1, 16))
+    with torch.no_grad():
+        ref = model(x)
+        low = model.to(torch.bfloat16)(x)
+        assert low.dtype == torch.bfloat16
+        assert model.new_cache(1).k.dtype == torch.bfloat16
+        torch.testing.assert_close(low.float(), ref, atol=0.1, rtol=0.05)
