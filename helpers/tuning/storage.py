@@ -139,7 +139,8 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
                 return optuna.storages.RDBStorage(parsed.render_as_string(hide_password=False), **kwargs)
         except ImportError as err:
             raise ValueError(f"storage {mask_url(url)}: the database driver is not installed ({err})") from None
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
+        # PostgreSQL reports the same collision as "relation already exists" (a ProgrammingError)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             if attempt == 4:
                 raise
             time.sleep(0.2 * (attempt + 1))
