@@ -6,6 +6,7 @@ a wrong password or an unreachable server fails fast with a clear message; the p
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -27,12 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def server(request):
+    missing = []
     if postgres_server.find_bin() is None:
-        message = "PostgreSQL is not installed (Debian: apt-get install postgresql)"
-        if os.environ.get("COURSE_REQUIRE_SERVICES") == "1":  # CI installs it: there a skip would hide a gap
-            pytest.fail(message)
-        pytest.skip(message)
-    pytest.importorskip("psycopg")
+        missing.append("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    if importlib.util.find_spec("psycopg") is None:
+        missing.append("the driver psycopg is not installed (pip install -e '.[cluster]')")
+    if missing:
+        if os.environ.get("COURSE_REQUIRE_SERVICES") == "1":  # CI installs both: there a skip would hide a gap
+            pytest.fail("; ".join(missing))
+        pytest.skip("; ".join(missing))
     started = postgres_server.start()
     request.addfinalizer(started.stop)  # stopped and deleted even when a test fails
     return started
