@@ -83,7 +83,7 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     queued again with the same parameters, up to ``max_retry`` times.
 
     ``postgresql://`` uses the ``psycopg`` (version 3) driver when it is installed. A database server is
-    contacted once at once: a wrong password or a server that does not answer within
+    contacted once right away: a wrong password or a server that does not answer within
     ``connect_timeout`` seconds raises ``ConnectionError``. Messages never contain the password.
     """
     if not isinstance(url, str) or not url.strip():
