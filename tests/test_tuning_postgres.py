@@ -92,12 +92,13 @@ def test_two_workers_finish_exactly_the_requested_trials(server, tmp_path):
 
 def test_a_worker_killed_mid_trial_is_retried_and_nothing_completed_is_lost(server):
     n = 5
-    victim = _worker("killed", n, 1, 0.4, server.url)
+    victim = _worker("killed", n, 1, 1.0, server.url)  # each trial "trains" for 1 s: time to catch it mid-trial
+    store = tuning.make_storage(server.url)  # one connection for all the polling below, also on a busy machine
     deadline = time.time() + 60
     while time.time() < deadline:  # wait until it has finished two trials and "trains" the next one
         time.sleep(0.1)
         try:
-            trials = _study(server, "killed").trials
+            trials = optuna.load_study(study_name="killed", storage=store).trials
         except KeyError:  # the study does not exist yet
             continue
         # both parameters written: the kill falls into the training (the sleep), not into the trial's set-up
