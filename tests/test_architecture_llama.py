@@ -95,3 +95,22 @@ def test_rope_tables_made_while_generating_still_train():
         model(x)
     model.loss(x, x).backward()
     assert model.model.embed_tokens.weight.grad is not None
+
+
+def test_chat_examples_mask_everything_but_the_answers():
+    from helpers.pretrained import _smollm2_tokenizer, chat_examples, chat_prompt
+
+    tok = _smollm2_tokenizer()
+    pairs = [("Hi?", "Hello."), ("What is two plus two, exactly?", "Four.")]
+    idx, targets = chat_examples(pairs, tok, system="Be brief.")
+    assert idx.shape == targets.shape and idx.shape[0] == 2
+    for i, (q, a) in enumerate(pairs):
+        prompt = chat_prompt([{"role": "system", "content": "Be brief."}, {"role": "user", "content": q}])
+        text = tok.decode(idx[i].tolist())
+        assert text.startswith(prompt + a + tok.eot_token)  # then only padding with the end token
+        taught = targets[i][targets[i] != -100].tolist()
+        assert tok.decode(taught) == a + tok.eot_token  # exactly the answer and its end, nothing else
+        n = len(tok.encode(prompt))
+        assert torch.equal(targets[i, n - 1:n - 1 + len(taught)], idx[i, n:n + len(taught)])  # shifted by one
+    with pytest.raises(ValueError, match="pairs"):
+        chat_examples([("only a question",)], tok)
