@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ["benchmarks.bench_model", "benchmarks.bench_sampling", "benchmarks.bench_adaptation"]
+BENCHMARKS = ["benchmarks.bench_model", "benchmarks.bench_sampling", "benchmarks.bench_adaptation",
+              "benchmarks.bench_smollm2"]
 
 
 def main() -> int:

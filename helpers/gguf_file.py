@@ -267,13 +267,31 @@ def _high_bits(qh: np.ndarray) -> np.ndarray:
     return ((word >> np.arange(32, dtype=np.uint32)) & 1).astype(np.uint8) << 4
 
 
+CHUNK_BLOCKS = 1 << 15  # blocks dequantised at a time: the temporaries stay a few MB, whatever the tensor
+
+
 def dequantize(raw: np.ndarray, ggml_type: int, numel: int) -> torch.Tensor:
-    """``numel`` weights stored as ``ggml_type`` in the bytes ``raw``, as a flat float32 tensor."""
+    """``numel`` weights stored as ``ggml_type`` in the bytes ``raw``, as a flat float32 tensor.
+
+    Block formats go through in chunks written into the result, so that loading a large matrix needs
+    little more memory than the matrix itself."""
     if ggml_type not in GGML_TYPES:
         raise ValueError(f"ggml_type must be one of {sorted(GGML_TYPES)}, got {ggml_type!r}")
     name, block, block_bytes = GGML_TYPES[ggml_type]
     if numel % block or raw.size != numel // block * block_bytes:
         raise ValueError(f"{name}: {raw.size} bytes do not hold {numel} weights ({block_bytes} bytes per {block})")
+    if block == 1:
+        return _dequantize_blocks(raw, name, block_bytes)
+    out = np.empty(numel, dtype=np.float32)
+    step = CHUNK_BLOCKS * block_bytes
+    for start in range(0, raw.size, step):
+        piece = raw[start:start + step]
+        first = start // block_bytes * block
+        out[first:first + piece.size // block_bytes * block] = _dequantize_blocks(piece, name, block_bytes)
+    return torch.from_numpy(out)
+
+
+def _dequantize_blocks(raw: np.ndarray, name: str, block_bytes: int) -> np.ndarray | torch.Tensor:
     if name == "F32":
         return torch.from_numpy(raw.view("<f4").copy())
     if name == "F16":
@@ -292,4 +310,4 @@ def dequantize(raw: np.ndarray, ggml_type: int, numel: int) -> torch.Tensor:
         w = d * ((_nibbles(b[:, 6:]) | _high_bits(b[:, 2:6])).astype(np.int8) - 16)
     else:  # Q5_1
         w = d * (_nibbles(b[:, 8:]) | _high_bits(b[:, 4:8])) + _f16(b[:, 2:4])
-    return torch.from_numpy(w.astype(np.float32, copy=False).reshape(-1))
+    return w.reshape(-1)

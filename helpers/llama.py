@@ -33,6 +33,7 @@ from torch.utils.checkpoint import checkpoint
 
 from helpers.model import _autocast_on, linear_cross_entropy
 
+_RMS_NORM = getattr(F, "rms_norm", None)  # PyTorch >= 2.4
 _SDPA_GQA = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
 
 
@@ -171,28 +172,31 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
+        if dtype == torch.float32 and _RMS_NORM is not None:  # one fused operation instead of seven
+            return _RMS_NORM(x, (x.shape[-1],), self.weight, self.eps)
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * xf.to(dtype)
 
 
 def rope_tables(head_dim: int, base: float, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin (T, head_dim) of the rotation angles ``position * base ** (-2i / head_dim)``, in float32.
+    """cos and signed sin (T, head_dim) of the rotation angles ``position * base ** (-2i / head_dim)``, float32.
 
-    Each frequency appears twice, for channel i and channel i + head_dim / 2, the pair it rotates.
+    Each frequency appears twice, for channel i and channel i + head_dim / 2, the pair it rotates; the sin
+    of the first half is negated, as ``apply_rope`` wants it.
     """
     inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=positions.device).float()
                                / head_dim))  # (head_dim / 2,)
     angles = positions.float()[:, None] * inv_freq[None, :]  # (T, head_dim / 2)
-    angles = torch.cat([angles, angles], dim=-1)  # (T, head_dim)
-    return angles.cos(), angles.sin()
+    sin = angles.sin()
+    return torch.cat([angles, angles], dim=-1).cos(), torch.cat([-sin, sin], dim=-1)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate each channel pair (i, i + d/2) of ``x`` (B, heads, T, d) by its angle: a 2-D rotation per pair."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)  # (-x2, x1): the pair turned by 90 degrees
-    return x * cos + rotated * sin
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each channel pair (x1, x2) = (i, i + d/2) of ``x`` (B, heads, T, d) by its angle a:
+    (x1 cos a - x2 sin a, x2 cos a + x1 sin a). Rolling the channels by d/2 puts x2 beside x1 and x1
+    beside x2, and the signed sin carries the minus: three operations."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), signed_sin)
 
 
 class LlamaAttention(nn.Module):

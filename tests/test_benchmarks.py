@@ -43,3 +43,23 @@ def test_adaptation_benchmark_rejects_a_window_longer_than_the_context():
     out = subprocess.run([sys.executable, "-m", "benchmarks.bench_adaptation", "--seq", "300"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "--seq must be in 1..256 (the model's context), got 300" in out.stderr
+
+
+@pytest.mark.slow
+def test_smollm2_benchmark_reports_speed_ratios_load_time_and_memory():
+    pytest.importorskip("transformers")
+    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_smollm2", "--tokens", "3", "--rounds", "1",
+                          "--threads", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert re.search(r"^\| transformers `generate\(\)` \(same tokens\) \| [\d.]+ \| \*\*[\d.]+x\*\* faster",
+                     out.stdout, re.M), out.stdout
+    assert re.search(r"^\| weight-streaming floor .*\| \*\*[\d.]+x\*\* the floor", out.stdout, re.M), out.stdout
+    assert re.search(r"^\| `load_smollm2\(\)` wall time \| [\d.]+ s \|", out.stdout, re.M), out.stdout
+    ratio = float(re.search(r"\*\*([\d.]+)x\*\* parameters \+ KV cache", out.stdout).group(1))
+    assert ratio >= 1.0  # the parameters and the cache are alive while it generates
+
+
+def test_smollm2_benchmark_rejects_bad_arguments():
+    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_smollm2", "--tokens", "0"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "--tokens must be >= 1, got 0" in out.stderr

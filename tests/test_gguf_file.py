@@ -31,7 +31,10 @@ def _random_blocks(qtype_name: str, n_blocks: int, rng: np.random.Generator) -> 
 
 
 @pytest.mark.parametrize("name", ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"])
-def test_dequantize_equals_gguf_packages_on_random_blocks(name):
+def test_dequantize_equals_gguf_packages_on_random_blocks(name, monkeypatch):
+    import helpers.gguf_file
+
+    monkeypatch.setattr(helpers.gguf_file, "CHUNK_BLOCKS", 7)  # many chunks and a short last one
     rng = np.random.default_rng(TYPE_IDS[name])
     qtype = gguf.GGMLQuantizationType[name]
     if GGML_TYPES[TYPE_IDS[name]][1] == 1:  # plain floats: random values
@@ -284,3 +287,15 @@ def test_malformed_chat_messages_name_the_message(messages, match):
         check_messages(messages)
     with pytest.raises(ValueError, match=match):
         chat_prompt(messages)
+
+
+def test_check_env_reports_the_file_and_catches_a_wrong_one(tmp_path, monkeypatch):
+    from helpers import smollm2_file
+
+    lines, problems = smollm2_file.check_smollm2()
+    assert problems == [] and smollm2_file.SMOLLM2_SHA256 in lines[1] and "98,362,432 bytes" in lines[1]
+    fake = tmp_path / smollm2_file.SMOLLM2_FILE
+    fake.write_bytes(b"GGUF" + bytes(100))
+    monkeypatch.setattr(smollm2_file, "smollm2_path", lambda: fake)
+    lines, problems = smollm2_file.check_smollm2()
+    assert "DIFFERS" in lines[1] and "not the expected file" in problems[0] and "--force-reinstall" in problems[0]

@@ -237,3 +237,11 @@ def test_bfloat16_runs_and_keeps_the_norm_in_float32():
         assert low.dtype == torch.bfloat16
         assert model.new_cache(1).k.dtype == torch.bfloat16
         torch.testing.assert_close(low.float(), ref, atol=0.1, rtol=0.05)
+
+
+def test_it_implements_the_model_interface():
+    from helpers.interface import Cache, LanguageModel, ModelConfig
+
+    model = Llama(LlamaConfig(**SMALL))
+    assert isinstance(model, LanguageModel) and isinstance(model.config, ModelConfig)
+    assert isinstance(model.new_cache(2), Cache)
