@@ -241,16 +241,20 @@ def quantize_model(
         raise ValueError(f"include_embeddings must be True or False, got {include_embeddings!r}")
     out = model if inplace else copy.deepcopy(model)
     shared: dict[int, QuantEmbedding] = {}  # id(float weight) -> its quantised embedding
-    modules = list(out.named_modules())
+    # names rather than modules: each float layer is freed once its quantised replacement is in place, so
+    # quantising a large model in place never holds the float and the quantised weights in full at once
+    names = [name for name, m in out.named_modules() if isinstance(m, (nn.Embedding, nn.Linear))]
     if include_embeddings:
-        for name, m in modules:
+        for name in names:
+            m = out.get_submodule(name)
             if isinstance(m, nn.Embedding):
                 if not torch.isfinite(m.weight).all():
                     raise ValueError(f"{name}.weight holds inf or NaN values; a quantised copy would be NaN")
                 q = QuantEmbedding(quantize_tensor(m.weight, bits, scheme, group_size))
                 shared[id(m.weight)] = q
                 replace_submodule(out, name, q)
-    for name, m in modules:
+    for name in names:
+        m = out.get_submodule(name)
         if isinstance(m, nn.Linear):
             if not torch.isfinite(m.weight).all():
                 raise ValueError(f"{name}.weight holds inf or NaN values; a quantised copy would be NaN")
