@@ -48,8 +48,10 @@ def streaming_bytes(matrices: list[torch.Tensor], fmt: str = "fp32") -> int:
 
 def _int8_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Absmax int8 codes per row and their scales (rows,), as PyTorch's int8 weight-only kernel wants them."""
+    w = w.float()
     scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-12)  # (rows,)
-    return torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous(), scale
+    codes = w / scale[:, None]  # one float temporary per matrix; rounding and clamping happen in place
+    return codes.round_().clamp_(-127, 127).to(torch.int8).contiguous(), scale
 
 
 @torch.no_grad()
@@ -64,7 +66,7 @@ def matvec_seconds(matrices: list[torch.Tensor], fmt: str = "fp32", repeats: int
     if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
         raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
     if fmt == "int8":
-        stored = [_int8_rows(w.float()) for w in matrices]
+        stored = [_int8_rows(w) for w in matrices]
         run = lambda x, s: torch._weight_int8pack_mm(x, s[0], s[1])  # noqa: E731
         x_dtype = torch.float32
     else:
