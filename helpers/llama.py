@@ -337,8 +337,11 @@ class Llama(nn.Module):
         """cos, sin (T, head_dim) for positions start..start+T-1, computed once per device in float32."""
         device = self.device
         if self._rope is None or self._rope[0].device != device:
-            pos = torch.arange(self.config.block_size, device=device)
-            self._rope = rope_tables(self.config.head_dim, self.config.rope_base, pos)
+            # built outside inference mode even when generation asks first: training later reuses the tables,
+            # and autograd refuses to save tensors made in inference mode
+            with torch.inference_mode(False):
+                pos = torch.arange(self.config.block_size, device=device)
+                self._rope = rope_tables(self.config.head_dim, self.config.rope_base, pos)
         cos, sin = self._rope[0][start:start + T], self._rope[1][start:start + T]
         return cos.to(dtype), sin.to(dtype)
 
