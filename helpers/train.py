@@ -30,8 +30,10 @@ from helpers.optimizers import OPTIMIZERS, check_optimizer, make_optimizer
 from helpers.runtime import autocast, evaluating, pick_device, seed_everything, synchronize
 from helpers.schedules import SCHEDULES, lr_at
 
+# OPTIMIZERS and make_optimizer live in helpers.optimizers; they stay importable from here
 __all__ = ["OPTIMIZERS", "History", "TrainConfig", "accumulate_gradients", "backward_step", "evaluate",
-           "loss_on_fixed_windows", "make_optimizer", "train", "train_fresh"]  # OPTIMIZERS and make_optimizer live in helpers.optimizers
+           "loss_on_fixed_windows", "make_optimizer", "train", "train_fresh"]
+
 
 def _positive_int(name: str, value: object, minimum: int = 1) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:

@@ -27,9 +27,8 @@ def tok() -> BPETokenizer:
 
 
 @pytest.fixture()
-def model(tok) -> GPT:
-    torch.manual_seed(0)
-    return GPT(GPTConfig(block_size=16, vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=16))
+def model(tok, tiny_gpt) -> GPT:
+    return tiny_gpt(vocab_size=tok.vocab_size, n_layer=2)
 
 
 @pytest.fixture()

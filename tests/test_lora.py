@@ -17,15 +17,10 @@ from helpers.lora import (
     unmerge_lora,
 )
 from helpers.memory import saved_activation_bytes, training_memory
-from helpers.model import GPT, GPTConfig
+from helpers.model import GPTConfig
 from helpers.quantize import QuantLinear, quantize_model
 
-CFG = GPTConfig(n_layer=2, n_head=2, n_embd=32, vocab_size=64, block_size=16)
-
-
-def _gpt(seed: int = 0) -> GPT:
-    torch.manual_seed(seed)
-    return GPT(CFG).eval()
+CFG = TINY_GPT = GPTConfig(n_layer=2, n_head=2, n_embd=32, vocab_size=64, block_size=16)  # for tiny_gpt
 
 
 def _idx(batch: int = 2) -> torch.Tensor:
@@ -39,8 +34,8 @@ def _randomise_b(model: nn.Module, seed: int = 1) -> None:
             layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=g) * 0.1)
 
 
-def test_starts_identical_and_freezes_everything_else():
-    model = _gpt()
+def test_starts_identical_and_freezes_everything_else(tiny_gpt):
+    model = tiny_gpt().eval()
     x = _idx()
     before = model(x)
     apply_lora(model, rank=4, alpha=8, targets=["attn", "mlp"])
@@ -56,8 +51,8 @@ def test_starts_identical_and_freezes_everything_else():
     assert "trainable" in str(report) and 0 < report.fraction < 0.2
 
 
-def test_only_the_adapter_gets_gradients_and_learns():
-    model = _gpt().train()
+def test_only_the_adapter_gets_gradients_and_learns(tiny_gpt):
+    model = tiny_gpt()
     apply_lora(model, rank=2, alpha=4, targets="c_attn")
     x = _idx(4)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
@@ -86,17 +81,17 @@ def test_only_the_adapter_gets_gradients_and_learns():
         (["attn", "c_fc"], {"attn.c_attn", "attn.c_proj", "mlp.c_fc"}),
     ],
 )
-def test_target_matching_rule(targets, expected):
-    names = matching_layers(_gpt(), targets)
+def test_target_matching_rule(targets, expected, tiny_gpt):
+    names = matching_layers(tiny_gpt().eval(), targets)
     assert {n.split(".", 3)[-1] for n in names} == expected
     assert len(names) == CFG.n_layer * len(expected)
 
 
-def test_target_one_block_and_lm_head():
-    assert matching_layers(_gpt(), "h.1") == [f"transformer.h.1.{n}" for n in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
-    assert matching_layers(_gpt(), "lm_head") == ["lm_head"]
+def test_target_one_block_and_lm_head(tiny_gpt):
+    assert matching_layers(tiny_gpt().eval(), "h.1") == [f"transformer.h.1.{n}" for n in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
+    assert matching_layers(tiny_gpt().eval(), "lm_head") == ["lm_head"]
     with pytest.raises(ValueError, match="targets: 'c_' matches no linear layer"):
-        matching_layers(_gpt(), "c_")
+        matching_layers(tiny_gpt().eval(), "c_")
 
 
 @pytest.mark.parametrize(
@@ -112,15 +107,15 @@ def test_target_one_block_and_lm_head():
         (dict(targets=[]), "targets must be a non-empty list"),
     ],
 )
-def test_bad_input(kwargs, message):
-    model = _gpt()
+def test_bad_input(kwargs, message, tiny_gpt):
+    model = tiny_gpt().eval()
     with pytest.raises(ValueError, match=message):
         apply_lora(model, **kwargs)
     assert not lora_layers(model) and all(p.requires_grad for p in model.parameters())  # left untouched
 
 
-def test_merge_keeps_outputs_and_refuses_twice():
-    model = _gpt()
+def test_merge_keeps_outputs_and_refuses_twice(tiny_gpt):
+    model = tiny_gpt().eval()
     apply_lora(model, rank=4, alpha=8, targets=["attn", "mlp"])
     _randomise_b(model)
     x = _idx()
@@ -137,13 +132,13 @@ def test_merge_keeps_outputs_and_refuses_twice():
         with pytest.raises(ValueError, match="not merged"):
             unmerge_lora(model)
     with pytest.raises(ValueError, match="no LoRA layers"):
-        merge_lora(_gpt())
+        merge_lora(tiny_gpt().eval())
     with pytest.raises(ValueError, match="already has LoRA layers"):
         apply_lora(model)
 
 
-def test_remove_lora_gives_a_plain_gpt_with_the_update_inside():
-    model = _gpt()
+def test_remove_lora_gives_a_plain_gpt_with_the_update_inside(tiny_gpt):
+    model = tiny_gpt().eval()
     apply_lora(model, rank=4, alpha=8, targets="c_attn")
     _randomise_b(model)
     x = _idx()
@@ -152,11 +147,11 @@ def test_remove_lora_gives_a_plain_gpt_with_the_update_inside():
         remove_lora(model)
         torch.testing.assert_close(model(x), adapted, atol=1e-5, rtol=0)
     assert not lora_layers(model)
-    assert set(model.state_dict()) == set(_gpt().state_dict())  # saves like any checkpoint
+    assert set(model.state_dict()) == set(tiny_gpt().eval().state_dict())  # saves like any checkpoint
 
 
-def test_swap_two_adapters_on_one_base():
-    model = _gpt()
+def test_swap_two_adapters_on_one_base(tiny_gpt):
+    model = tiny_gpt().eval()
     apply_lora(model, rank=4, alpha=8, targets=["c_attn", "c_fc"])
     x = _idx()
     _randomise_b(model, seed=1)
@@ -169,27 +164,27 @@ def test_swap_two_adapters_on_one_base():
     load_lora_state_dict(model, second)
     torch.testing.assert_close(model(x).detach(), out2, atol=0, rtol=0)
     n_bytes = sum(t.numel() * t.element_size() for t in first.values())
-    assert n_bytes < 0.15 * sum(p.numel() * 4 for p in _gpt().parameters())
+    assert n_bytes < 0.15 * sum(p.numel() * 4 for p in tiny_gpt().eval().parameters())
     merge_lora(model)
     with pytest.raises(ValueError, match="unmerge_lora"):
         load_lora_state_dict(model, first)
 
 
-def test_load_rejects_other_rank_or_targets():
-    model = _gpt()
+def test_load_rejects_other_rank_or_targets(tiny_gpt):
+    model = tiny_gpt().eval()
     apply_lora(model, rank=4, alpha=8, targets="c_attn")
-    other = _gpt()
+    other = tiny_gpt().eval()
     apply_lora(other, rank=2, alpha=8, targets="c_attn")
     with pytest.raises(ValueError, match="rank 2"):
         load_lora_state_dict(model, lora_state_dict(other))
-    elsewhere = _gpt()
+    elsewhere = tiny_gpt().eval()
     apply_lora(elsewhere, rank=4, alpha=8, targets="c_fc")
     with pytest.raises(ValueError, match="missing"):
         load_lora_state_dict(model, lora_state_dict(elsewhere))
 
 
-def test_dropout_only_in_training_mode():
-    model = _gpt()
+def test_dropout_only_in_training_mode(tiny_gpt):
+    model = tiny_gpt().eval()
     apply_lora(model, rank=4, alpha=8, targets="c_attn", dropout=0.5)
     _randomise_b(model)
     x = _idx()
@@ -199,8 +194,8 @@ def test_dropout_only_in_training_mode():
     assert not torch.allclose(model(x), model(x))
 
 
-def test_lora_on_a_quantised_base():
-    quantised = quantize_model(_gpt(), bits=4, scheme="group", group_size=16)
+def test_lora_on_a_quantised_base(tiny_gpt):
+    quantised = quantize_model(tiny_gpt().eval(), bits=4, scheme="group", group_size=16)
     x = _idx()
     before = quantised(x)
     apply_lora(quantised, rank=4, alpha=8, targets=["attn", "mlp"])
@@ -242,29 +237,29 @@ def test_memory_frozen_weight_is_not_an_activation():
         training_memory(nn.Linear(2, 2), lambda: None, optimizer="lion")
 
 
-def test_memory_lora_vs_full_and_batch_scaling():
-    full = _gpt()
+def test_memory_lora_vs_full_and_batch_scaling(tiny_gpt):
+    full = tiny_gpt().eval()
     x1, x4 = _idx(1), _idx(4)
     a1 = training_memory(full, lambda: full.loss(x1, x1)).activations
     a4 = training_memory(full, lambda: full.loss(x4, x4)).activations
     assert 3.5 * a1 < a4 < 4.5 * a1  # activations grow with the batch
-    lora = apply_lora(_gpt(), rank=2, alpha=4, targets="c_attn")
+    lora = apply_lora(tiny_gpt().eval(), rank=2, alpha=4, targets="c_attn")
     r_full, r_lora = training_memory(full, lambda: full.loss(x1, x1)), training_memory(lora, lambda: lora.loss(x1, x1))
     n_lora = trainable_parameters(lora).trainable
     assert r_lora.gradients == n_lora * 4 and r_lora.optimizer_state == 2 * n_lora * 4
     assert r_lora.gradients < 0.05 * r_full.gradients
 
 
-def test_float32_adapter_beside_a_bf16_base():
-    model = _gpt().to(torch.bfloat16)
+def test_float32_adapter_beside_a_bf16_base(tiny_gpt):
+    model = tiny_gpt().eval().to(torch.bfloat16)
     apply_lora(model, rank=2, alpha=4, targets="c_fc")
     assert model.transformer.h[0].mlp.c_fc.lora_A.dtype == torch.float32
     out = model(_idx())
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
 
 
-def test_merging_an_lm_head_adapter_leaves_the_tied_embedding_alone():
-    model = _gpt()
+def test_merging_an_lm_head_adapter_leaves_the_tied_embedding_alone(tiny_gpt):
+    model = tiny_gpt().eval()
     apply_lora(model, rank=4, alpha=8, targets=["attn", "lm_head"])
     _randomise_b(model)
     x = _idx()

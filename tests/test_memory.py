@@ -8,15 +8,10 @@ import torch.nn as nn
 
 from helpers.lora import apply_lora
 from helpers.memory import LiveTensorBytes, measured_training_bytes, peak_tensor_bytes, training_memory
-from helpers.model import GPT, GPTConfig
+from helpers.model import GPTConfig
 from helpers.optimizers import OPTIMIZER_STATES, OPTIMIZERS, make_optimizer
 
-CFG = GPTConfig(n_layer=3, n_head=2, n_embd=32, vocab_size=64, block_size=32, dropout=0.1)
-
-
-def _gpt(seed: int = 0) -> GPT:
-    torch.manual_seed(seed)
-    return GPT(CFG).train()
+CFG = TINY_GPT = GPTConfig(n_layer=3, n_head=2, n_embd=32, vocab_size=64, block_size=32, dropout=0.1)  # for tiny_gpt
 
 
 def _idx(batch: int = 4) -> torch.Tensor:
@@ -53,18 +48,18 @@ def test_measured_peak_of_a_linear_layer_holds_weights_gradients_and_adam_state(
     assert training_memory(layer, lambda: layer(x).sum(), measure=False).peak is None
 
 
-def test_measuring_leaves_weights_and_grads_untouched():
-    model = _gpt()
+def test_measuring_leaves_weights_and_grads_untouched(tiny_gpt):
+    model = tiny_gpt()
     before = copy.deepcopy(model.state_dict())
     training_memory(model, lambda: model.loss(_idx(), _idx()))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
 
 
-def test_measured_peak_sees_backward_and_shows_what_lora_saves():
+def test_measured_peak_sees_backward_and_shows_what_lora_saves(tiny_gpt):
     x = _idx(8)
-    full = _gpt()
-    lora = apply_lora(_gpt(), rank=2, alpha=4, targets="c_attn")
+    full = tiny_gpt()
+    lora = apply_lora(tiny_gpt(), rank=2, alpha=4, targets="c_attn")
     r_full = training_memory(full, lambda: full.loss(x, x))
     r_lora = training_memory(lora, lambda: lora.loss(x, x))
     # gradients and AdamW moments are created during backward and the optimizer step: seen
@@ -74,8 +69,8 @@ def test_measured_peak_sees_backward_and_shows_what_lora_saves():
 
 
 @pytest.mark.parametrize("targets", [None, "c_attn"])
-def test_checkpointing_gives_the_same_gradients_with_dropout(targets):
-    plain = _gpt()
+def test_checkpointing_gives_the_same_gradients_with_dropout(targets, tiny_gpt):
+    plain = tiny_gpt()
     if targets:
         apply_lora(plain, rank=2, alpha=4, targets=targets, dropout=0.1)
     ckpt = copy.deepcopy(plain)
@@ -92,9 +87,9 @@ def test_checkpointing_gives_the_same_gradients_with_dropout(targets):
     assert grads and all(torch.equal(a, b) for _, a, b in grads)
 
 
-def test_checkpointing_cuts_saved_activations_and_the_measured_peak():
+def test_checkpointing_cuts_saved_activations_and_the_measured_peak(tiny_gpt):
     x = _idx(8)
-    plain = _gpt()
+    plain = tiny_gpt()
     ckpt = copy.deepcopy(plain)
     ckpt.gradient_checkpointing = True
     r_plain = training_memory(plain, lambda: plain.loss(x, x))
@@ -103,8 +98,8 @@ def test_checkpointing_cuts_saved_activations_and_the_measured_peak():
     assert r_ckpt.peak < r_plain.peak
 
 
-def test_checkpointing_is_off_outside_training_and_validated():
-    model = _gpt()
+def test_checkpointing_is_off_outside_training_and_validated(tiny_gpt):
+    model = tiny_gpt()
     model.gradient_checkpointing = True
     x = _idx()
     model.eval()
@@ -124,9 +119,9 @@ def test_checkpointing_is_off_outside_training_and_validated():
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
-def test_the_optimizer_table_matches_the_state_each_optimizer_really_keeps(name):
+def test_the_optimizer_table_matches_the_state_each_optimizer_really_keeps(name, tiny_gpt):
     """Every optimiser train() offers is counted, and counted right: the table against a real step."""
-    model = _gpt()
+    model = tiny_gpt()
     x = _idx(2)
     report = training_memory(model, lambda: model.loss(x, x), optimizer=name, measure=False)
     opt = make_optimizer(model, name, lr=1e-3)

@@ -7,16 +7,10 @@ pytest.importorskip("ipywidgets")
 pytest.importorskip("matplotlib")
 
 from helpers.model import GPT, GPTConfig  # noqa: E402
-from helpers.runtime import num_threads  # noqa: E402
 from helpers.tokenizer import BPETokenizer  # noqa: E402
 from helpers.widgets.sampling import sampling_playground  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is fastest, and on a busy machine more threads only wait for each other."""
-    with num_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

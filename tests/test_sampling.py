@@ -1,4 +1,4 @@
-"""helpers.sampling: parameter validation, every step on the spec's edge cases, sampling statistics."""
+"""helpers.sampling: parameter validation, every step on the edge cases of docs/SAMPLING_SPEC.md, sampling statistics."""
 
 import dataclasses
 import math
@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 
-from helpers.runtime import num_threads
 from helpers.sampling import (
     PRESETS,
     SamplingParams,
@@ -28,11 +27,7 @@ from helpers.sampling import (
 INF = float("inf")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is fastest, and on a busy machine more threads only wait for each other."""
-    with num_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def logits_of(probs):

@@ -4,15 +4,10 @@ import pytest
 import torch
 
 from helpers.model import GPT, GPTConfig, KVCache
-from helpers.runtime import num_threads
 from helpers.sampling import SamplingParams, generate, process_logits, stream
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is fastest, and on a busy machine more threads only wait for each other."""
-    with num_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
+TINY_GPT = GPTConfig(block_size=32, vocab_size=300, n_layer=2, n_head=2, n_embd=32)  # for tiny_gpt
 
 
 class StubTokenizer:
@@ -140,19 +135,14 @@ def test_stream_and_generate_agree_and_utf8_is_never_split():
 
 # -- the KV cache, the context window, n samples ---------------------------------------------------
 
-def small_gpt(seed=0, block_size=32, vocab_size=300):
-    torch.manual_seed(seed)
-    return GPT(GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=2, n_head=2, n_embd=32)).eval()
-
-
 def test_each_new_token_costs_one_position():
     model, tok = scripted(["a"], ["a"] * 30, prompt="PPPP")
     c = generate(model, "PPPP", GREEDY.replace(max_tokens=10), tok)
     assert len(c.token_ids) == 10 and model.calls == [4] + [1] * 9  # the last token is never fed back
 
 
-def test_context_window_ends_with_length_and_long_prompt_raises():
-    model = small_gpt(block_size=16)
+def test_context_window_ends_with_length_and_long_prompt_raises(tiny_gpt):
+    model = tiny_gpt(block_size=16).eval()
     c = generate(model, list(range(10)), SamplingParams(max_tokens=50, seed=0))
     assert (len(c.token_ids), c.finish_reason) == (6, "length")  # prompt + answer fill the 16 positions
     assert len(generate(model, list(range(15)), SamplingParams(max_tokens=50, seed=0)).token_ids) == 1
@@ -164,8 +154,8 @@ def test_context_window_ends_with_length_and_long_prompt_raises():
         generate(model, [1, 300], SamplingParams())
 
 
-def test_bad_calls_raise_clear_errors():
-    model = small_gpt()
+def test_bad_calls_raise_clear_errors(tiny_gpt):
+    model = tiny_gpt().eval()
     with pytest.raises(ValueError, match="needs a tokenizer"):
         generate(model, "hello", SamplingParams())
     with pytest.raises(ValueError, match="stop strings are matched on text"):
@@ -180,9 +170,9 @@ def test_bad_calls_raise_clear_errors():
         generate(model, [1], SamplingParams(top_k=5, stop_token_ids=list(range(300)), min_tokens=1), n=2)
 
 
-def test_n_samples_stop_on_their_own_and_logprobs_are_the_processed_distribution():
+def test_n_samples_stop_on_their_own_and_logprobs_are_the_processed_distribution(tiny_gpt):
     tok = StubTokenizer(["ab", "cd", "e"])
-    model = small_gpt(1, block_size=48, vocab_size=tok.vocab_size)
+    model = tiny_gpt(1, block_size=48, vocab_size=tok.vocab_size).eval()
     with torch.no_grad():  # make end-of-text likely, so rows end at different times
         model.lm_head.weight[tok.eot_id] *= 0
         model.transformer.ln_f.bias.zero_()
@@ -210,8 +200,8 @@ def test_n_samples_stop_on_their_own_and_logprobs_are_the_processed_distribution
             assert processed.log_softmax(-1)[0, t].item() == pytest.approx(logprob, abs=1e-4)
 
 
-def test_seed_reproducibility_and_training_mode_restored():
-    model = small_gpt(2)
+def test_seed_reproducibility_and_training_mode_restored(tiny_gpt):
+    model = tiny_gpt(2).eval()
     model.train()
     params = SamplingParams(temperature=1.5, max_tokens=20, seed=7)
     a = generate(model, [1, 2, 3], params, n=3)
@@ -224,9 +214,9 @@ def test_seed_reproducibility_and_training_mode_restored():
     assert greedy[0].logprobs == [0.0] * 12
 
 
-def test_empty_text_prompt_starts_a_new_document():
+def test_empty_text_prompt_starts_a_new_document(tiny_gpt):
     tok = StubTokenizer()
-    model = small_gpt(3, vocab_size=tok.vocab_size)
+    model = tiny_gpt(3, vocab_size=tok.vocab_size).eval()
     c = generate(model, "", SamplingParams(max_tokens=3, seed=0), tok)
     assert c.prompt_ids == [tok.eot_id]
 

@@ -5,7 +5,6 @@ import itertools
 import pytest
 import torch
 
-from helpers.runtime import num_threads
 from helpers.sampling import (
     SamplingParams,
     apply_frequency_presence_penalties,
@@ -24,11 +23,7 @@ SHAPES = [(1, 7), (4, 50), (3, 1000)]
 SCALES = [0.5, 2.0, 8.0]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is fastest, and on a busy machine more threads only wait for each other."""
-    with num_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_logits(seed: int, shape, scale: float, ties: bool = False) -> torch.Tensor:

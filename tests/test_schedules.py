@@ -7,7 +7,6 @@ import torch
 
 from helpers.data import TokenSplits
 from helpers.lr_range import lr_range_test
-from helpers.model import GPT, GPTConfig
 from helpers.schedules import SCHEDULES, lr_at, lr_curve, smooth, suggest_lr
 
 N, BASE = 100, 0.01
@@ -100,15 +99,10 @@ def test_suggest_lr_rejects_bad_input():
         suggest_lr([1, 2, 3], [1, 2])
 
 
-def _tiny():
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(block_size=16, vocab_size=50, n_layer=1, n_head=2, n_embd=16))
+def test_lr_range_test_stops_on_explosion_and_restores_the_model(tiny_gpt):
+    model = tiny_gpt()  # 50 tokens
     pattern = torch.arange(2000) % 50  # learnable: the next token is always id + 1
-    return model, TokenSplits(train=pattern, val=pattern[:500], test=pattern[:500])
-
-
-def test_lr_range_test_stops_on_explosion_and_restores_the_model():
-    model, data = _tiny()
+    data = TokenSplits(train=pattern, val=pattern[:500], test=pattern[:500])
     model.eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     lrs, losses = lr_range_test(model, data, start_lr=1e-4, end_lr=100.0, steps=60, batch_size=8, device="cpu")

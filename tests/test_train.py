@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from helpers.data import TokenSplits, get_batch
-from helpers.model import GPT, GPTConfig
+from helpers.model import GPTConfig
 from helpers.train import (
     History,
     TrainConfig,
@@ -20,12 +20,7 @@ from helpers.train import (
     train_fresh,
 )
 
-CFG = GPTConfig(block_size=16, vocab_size=50, n_layer=1, n_head=2, n_embd=16)
-
-
-def _model(seed: int = 0, **kw) -> GPT:
-    torch.manual_seed(seed)
-    return GPT(GPTConfig(**(CFG.to_dict() | kw)))
+CFG = TINY_GPT = GPTConfig(block_size=16, vocab_size=50, n_layer=1, n_head=2, n_embd=16)  # for tiny_gpt
 
 
 def _pattern_data() -> TokenSplits:
@@ -39,8 +34,8 @@ def _config(**kw) -> TrainConfig:
     return TrainConfig(**(base | kw))
 
 
-def test_training_lowers_the_loss_and_fills_the_history():
-    model = _model()
+def test_training_lowers_the_loss_and_fills_the_history(tiny_gpt):
+    model = tiny_gpt()
     hist = train(model, _pattern_data(), _config())
     assert isinstance(hist, History) and not hist.diverged
     assert hist.step == list(range(1, 31))
@@ -58,17 +53,17 @@ def test_training_lowers_the_loss_and_fills_the_history():
     assert s["steps_run"] == 30 and s["diverged"] is False
 
 
-def test_gradient_accumulation_matches_one_large_batch():
+def test_gradient_accumulation_matches_one_large_batch(tiny_gpt):
     data = _pattern_data().train
     x, y = get_batch(torch.randint(50, (2000,)), 16, 16, torch.Generator().manual_seed(0))
-    a, b = _model(), _model()
+    a, b = tiny_gpt(), tiny_gpt()
     accumulate_gradients(a, x, y, grad_accum=1)
     loss_b = accumulate_gradients(b, x, y, grad_accum=4)  # 4 micro-batches of 4 windows
     for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
         assert torch.allclose(pa.grad, pb.grad, atol=1e-5, rtol=0), name
     assert loss_b.requires_grad is False
     # the same through train(): identical windows, identical update
-    a, b = _model(), _model()
+    a, b = tiny_gpt(), tiny_gpt()
     cfg = dict(steps=2, optimizer="sgd", lr=0.5, grad_clip=None, eval_every=None, weight_decay=0.0)
     train(a, TokenSplits(data, data, data), _config(batch_size=16, grad_accum=1, **cfg))
     train(b, TokenSplits(data, data, data), _config(batch_size=4, grad_accum=4, **cfg))
@@ -76,8 +71,8 @@ def test_gradient_accumulation_matches_one_large_batch():
         assert torch.allclose(pa, pb, atol=1e-5, rtol=0)
 
 
-def test_divergence_stops_cleanly_and_names_step_and_lr():
-    hist = train(_model(), _pattern_data(), _config(lr=50.0, optimizer="sgd", grad_clip=None, steps=40))
+def test_divergence_stops_cleanly_and_names_step_and_lr(tiny_gpt):
+    hist = train(tiny_gpt(), _pattern_data(), _config(lr=50.0, optimizer="sgd", grad_clip=None, steps=40))
     assert hist.diverged and len(hist.step) < 40
     assert f"step {hist.step[-1]}" in hist.message and "lr 5.00e+01" in hist.message
     last = hist.train_loss[-1]
@@ -85,27 +80,27 @@ def test_divergence_stops_cleanly_and_names_step_and_lr():
     assert hist.final_train_loss == math.inf and hist.summary()["diverged"] is True
 
 
-def test_nan_loss_counts_as_divergence():
-    model = _model()
+def test_nan_loss_counts_as_divergence(tiny_gpt):
+    model = tiny_gpt()
     with torch.no_grad():
         model.transformer.wte.weight[0, 0] = float("nan")
     hist = train(model, _pattern_data(), _config(steps=5))
     assert hist.diverged and hist.step == [1] and "not finite" in hist.message
 
 
-def test_gradient_clipping_records_the_norm_before_clipping():
-    a, b = _model(), _model()
+def test_gradient_clipping_records_the_norm_before_clipping(tiny_gpt):
+    a, b = tiny_gpt(), tiny_gpt()
     ha = train(a, _pattern_data(), _config(steps=3, grad_clip=None, eval_every=None))
     hb = train(b, _pattern_data(), _config(steps=3, grad_clip=1e-3, eval_every=None))
     assert ha.grad_norm[0] == pytest.approx(hb.grad_norm[0], rel=1e-5)  # same weights, same batch
     assert hb.grad_norm[0] > 1e-3
     # a clipped step moves the weights less
-    moved_a = sum((p - q).norm() for p, q in zip(a.parameters(), _model().parameters()))
-    moved_b = sum((p - q).norm() for p, q in zip(b.parameters(), _model().parameters()))
+    moved_a = sum((p - q).norm() for p, q in zip(a.parameters(), tiny_gpt().parameters()))
+    moved_b = sum((p - q).norm() for p, q in zip(b.parameters(), tiny_gpt().parameters()))
     assert moved_b < moved_a
 
 
-def test_early_stopping_restores_the_best_weights():
+def test_early_stopping_restores_the_best_weights(tiny_gpt):
     up = torch.arange(3000) % 50
     down = up.flip(0)  # validation text runs backwards: learning "id + 1" makes it worse
     snapshots = {}
@@ -113,7 +108,7 @@ def test_early_stopping_restores_the_best_weights():
     def remember(step, val_loss):
         snapshots[step] = copy.deepcopy(model.state_dict())
 
-    model = _model()
+    model = tiny_gpt()
     hist = train(model, TokenSplits(up, down, down), _config(steps=100, eval_every=5, patience=2), on_eval=remember)
     assert hist.stopped_early and hist.restored_best and len(hist.step) < 100
     assert hist.val_loss.index(hist.best_val_loss) == len(hist.val_loss) - 3  # best, then 2 worse
@@ -122,13 +117,13 @@ def test_early_stopping_restores_the_best_weights():
     assert "restored the best weights" in hist.message
 
 
-def test_on_eval_can_stop_the_run():
-    hist = train(_model(), _pattern_data(), _config(), on_eval=lambda step, loss: step >= 20)
+def test_on_eval_can_stop_the_run(tiny_gpt):
+    hist = train(tiny_gpt(), _pattern_data(), _config(), on_eval=lambda step, loss: step >= 20)
     assert hist.eval_step == [10, 20] and len(hist.step) == 20 and "on_eval" in hist.message
 
 
-def test_evaluate_uses_eval_mode_and_restores_train_mode():
-    model = _model(dropout=0.5)
+def test_evaluate_uses_eval_mode_and_restores_train_mode(tiny_gpt):
+    model = tiny_gpt(dropout=0.5)
     data = _pattern_data()
     a = evaluate(model, data.val, 4, 16, 2, torch.Generator().manual_seed(1), "cpu")
     b = evaluate(model, data.val, 4, 16, 2, torch.Generator().manual_seed(1), "cpu")
@@ -136,14 +131,14 @@ def test_evaluate_uses_eval_mode_and_restores_train_mode():
     assert model.training
 
 
-def test_same_seed_same_run():
-    h1 = train(_model(dropout=0.1), _pattern_data(), _config(steps=10))
-    h2 = train(_model(dropout=0.1), _pattern_data(), _config(steps=10))
+def test_same_seed_same_run(tiny_gpt):
+    h1 = train(tiny_gpt(dropout=0.1), _pattern_data(), _config(steps=10))
+    h2 = train(tiny_gpt(dropout=0.1), _pattern_data(), _config(steps=10))
     assert h1.train_loss == h2.train_loss and h1.val_loss == h2.val_loss
 
 
-def test_weight_decay_only_on_matrices():
-    opt = make_optimizer(_model(), "adamw", 1e-3, weight_decay=0.1)
+def test_weight_decay_only_on_matrices(tiny_gpt):
+    opt = make_optimizer(tiny_gpt(), "adamw", 1e-3, weight_decay=0.1)
     decay, no_decay = opt.param_groups
     assert decay["weight_decay"] == 0.1 and all(p.dim() >= 2 for p in decay["params"])
     assert no_decay["weight_decay"] == 0.0 and all(p.dim() == 1 for p in no_decay["params"])
@@ -151,13 +146,13 @@ def test_weight_decay_only_on_matrices():
 
 
 @pytest.mark.parametrize("name", ["sgd", "sgd_momentum", "rmsprop", "adam", "adamw"])
-def test_every_optimizer_trains(name):
+def test_every_optimizer_trains(name, tiny_gpt):
     lr = {"sgd": 0.5, "sgd_momentum": 0.1}.get(name, 1e-2)
-    hist = train(_model(), _pattern_data(), _config(optimizer=name, lr=lr, steps=20, eval_every=None))
+    hist = train(tiny_gpt(), _pattern_data(), _config(optimizer=name, lr=lr, steps=20, eval_every=None))
     assert not hist.diverged and hist.final_train_loss < hist.train_loss[0] - 0.3, name
 
 
-def test_one_sync_per_step(monkeypatch):
+def test_one_sync_per_step(monkeypatch, tiny_gpt):
     calls = {"item": 0, "tolist": 0}
     item, tolist = torch.Tensor.item, torch.Tensor.tolist
 
@@ -170,7 +165,7 @@ def test_one_sync_per_step(monkeypatch):
 
     monkeypatch.setattr(torch.Tensor, "item", counting("item", item))
     monkeypatch.setattr(torch.Tensor, "tolist", counting("tolist", tolist))
-    train(_model(), _pattern_data(), _config(steps=10, eval_every=None, grad_accum=2))
+    train(tiny_gpt(), _pattern_data(), _config(steps=10, eval_every=None, grad_accum=2))
     assert calls["tolist"] == 10 and calls["item"] == 0
 
 
@@ -198,15 +193,15 @@ def test_bad_config(kwargs, match):
         _config(**kwargs)
 
 
-def test_bad_train_input():
+def test_bad_train_input(tiny_gpt):
     with pytest.raises(ValueError, match="block_size must be <= the model's block_size=16, got 32"):
-        train(_model(), _pattern_data(), _config(block_size=32))
+        train(tiny_gpt(), _pattern_data(), _config(block_size=32))
     with pytest.raises(ValueError, match="data must be a TokenSplits"):
-        train(_model(), torch.arange(100), _config())
+        train(tiny_gpt(), torch.arange(100), _config())
 
 
-def test_loss_on_fixed_windows_sees_the_same_windows_every_call():
-    model, data = _model(), _pattern_data()
+def test_loss_on_fixed_windows_sees_the_same_windows_every_call(tiny_gpt):
+    model, data = tiny_gpt(), _pattern_data()
     a = loss_on_fixed_windows(model, data.val, 4, batches=3, seed=5)
     windows = torch.Generator().manual_seed(5)
     total = 0.0
@@ -221,13 +216,13 @@ def test_loss_on_fixed_windows_sees_the_same_windows_every_call():
     assert model.training
 
 
-def test_train_fresh_starts_every_run_from_the_same_weights():
+def test_train_fresh_starts_every_run_from_the_same_weights(tiny_gpt):
     data = _pattern_data()
-    runs = [train_fresh(_model, data, steps=5, batch_size=4, lr=1e-2, schedule="constant", eval_every=None,
+    runs = [train_fresh(tiny_gpt, data, steps=5, batch_size=4, lr=1e-2, schedule="constant", eval_every=None,
                         device="cpu") for _ in range(2)]
     (m1, h1), (m2, h2) = runs
     assert h1.train_loss == h2.train_loss and len(h1.step) == 5
     assert all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters()))
-    other = train_fresh(_model, data, seed=1, steps=5, batch_size=4, lr=1e-2, schedule="constant",
+    other = train_fresh(tiny_gpt, data, seed=1, steps=5, batch_size=4, lr=1e-2, schedule="constant",
                         eval_every=None, device="cpu")[1]
     assert other.train_loss != h1.train_loss

@@ -59,7 +59,7 @@ def test_suggest_stays_inside_the_space():
         study.tell(trial, p["lr"])
 
 
-def test_grid_points_are_log_spaced_where_log():
+def test_grid_axes_are_log_spaced_where_log():
     grid = tuning.grid_axes(SPACE, 4)
     assert grid["lr"] == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1])
     assert grid["n_layer"] == [1, 2, 3, 4] and grid["n_embd"] == [32, 64]

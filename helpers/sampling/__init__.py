@@ -1,6 +1,6 @@
 """Turning next-token logits into text: every sampling parameter as one small, readable function.
 
-One step of generation follows Hugging Face's order (see SAMPLING_SPEC.md), so a learner's intuition
+One step of generation follows Hugging Face's order (docs/SAMPLING_SPEC.md), so a learner's intuition
 transfers and ``transformers``' own processors serve as a numerical oracle in the tests:
 
     float32 -> logit_bias -> repetition penalty -> frequency, presence penalties -> min_tokens mask

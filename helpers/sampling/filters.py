@@ -189,7 +189,7 @@ def _as_ids(ids: torch.Tensor | Sequence | None, batch: int, device: torch.devic
 
 def process_logits(logits: torch.Tensor, params: SamplingParams, prompt_ids: torch.Tensor | None = None,
                    output_ids: torch.Tensor | None = None, eos_token_id: int | None = None) -> torch.Tensor:
-    """Apply every step of ``params`` to ``logits`` (B, V) in the spec's order; removed tokens are -inf.
+    """Apply every step of ``params`` to ``logits`` (B, V) in the order of docs/SAMPLING_SPEC.md; removed tokens are -inf.
 
     ``prompt_ids`` (B, P) and ``output_ids`` (B, O) (O may be 0) feed the penalties; ``eos_token_id``
     and ``params.stop_token_ids`` are masked while O < ``min_tokens``. With temperature 0 only the
