@@ -107,10 +107,10 @@ class LoRALinear(nn.Module):
 def _check_hyper(rank: object, alpha: object, dropout: object) -> None:
     if not isinstance(rank, int) or isinstance(rank, bool) or rank <= 0:
         raise ValueError(f"rank must be a positive int, got {rank!r}")
-    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not alpha > 0:
-        raise ValueError(f"alpha must be a number > 0, got {alpha!r}")
-    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0 < alpha < math.inf:
+        raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
 
 
 def _is_linear(module: nn.Module) -> bool:
@@ -133,6 +133,8 @@ def matching_layers(model: nn.Module, targets: str | Iterable[str]) -> list[str]
 
     Raises ``ValueError`` naming any target that matches no linear layer.
     """
+    if not isinstance(targets, (str, Iterable)):
+        raise ValueError(f"targets must be a layer name or a list of layer names, got {targets!r}")
     targets = [targets] if isinstance(targets, str) else list(targets)
     if not targets or not all(isinstance(t, str) and t for t in targets):
         raise ValueError(f"targets must be a non-empty list of layer names, got {targets!r}")
@@ -267,15 +269,21 @@ def load_lora_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) ->
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         raise ValueError(f"state does not fit this model's LoRA layers: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    for name, m in layers.items():
+    for name, m in layers.items():  # check everything first, so a bad state changes nothing
         a, b = state[f"{name}.lora_A"], state[f"{name}.lora_B"]
         if a.shape != m.lora_A.shape or b.shape != m.lora_B.shape:
             raise ValueError(
                 f"state: {name} has rank {a.shape[0]} (A {tuple(a.shape)}, B {tuple(b.shape)}) but the model "
                 f"has rank {m.rank} (A {tuple(m.lora_A.shape)}, B {tuple(m.lora_B.shape)})"
             )
-        m.lora_A.copy_(a)
-        m.lora_B.copy_(b)
+        scaling = float(state[f"{name}.scaling"])
+        if not 0 < scaling < math.inf:
+            raise ValueError(f"state: {name}.scaling must be a finite number > 0 (alpha / rank), got {scaling!r}")
+        if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+            raise ValueError(f"state: {name}.lora_A / lora_B hold inf or NaN values")
+    for name, m in layers.items():
+        m.lora_A.copy_(state[f"{name}.lora_A"])
+        m.lora_B.copy_(state[f"{name}.lora_B"])
         m.scaling = float(state[f"{name}.scaling"])
     return model
 

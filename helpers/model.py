@@ -40,7 +40,7 @@ class GPTConfig:
             raise ValueError(
                 f"n_embd must be divisible by n_head, got n_embd={self.n_embd}, n_head={self.n_head}"
             )
-        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
+        if not (isinstance(self.dropout, (int, float)) and not isinstance(self.dropout, bool) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not isinstance(self.bias, bool):
             raise ValueError(f"bias must be True or False, got {self.bias!r}")
@@ -75,8 +75,8 @@ class KVCache:
     """
 
     def __init__(self, config: GPTConfig, batch_size: int, device: torch.device, dtype: torch.dtype):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         hd = config.n_embd // config.n_head
         shape = (config.n_layer, batch_size, config.n_head, config.block_size, hd)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
@@ -254,8 +254,17 @@ class GPT(nn.Module):
 
     def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of predicting ``targets`` (B, T) from ``idx``; -100 marks ignored targets."""
-        if targets.shape != idx.shape:
-            raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
+        if not isinstance(targets, torch.Tensor) or targets.shape != idx.shape:
+            shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
+            raise ValueError(f"targets must be a tensor with the shape of idx {tuple(idx.shape)}, got {shape}")
+        if targets.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+            raise ValueError(f"targets must hold integer token ids, got dtype {targets.dtype}")
+        targets = targets.long()
+        V = self.config.vocab_size
+        bad = ((targets < 0) & (targets != -100)) | (targets >= V)
+        if bad.any():  # one reduction (a sync on a GPU), for a clear error instead of an index error in gather
+            value = int(targets[bad][0])
+            raise ValueError(f"targets must be token ids in [0, vocab_size={V}) or -100 (ignored), got {value}")
         head = self.lm_head
         plain_head = (type(head) is nn.Linear and head.bias is None and not head._forward_hooks
                       and not head._forward_pre_hooks and not _autocast_on(idx.device.type))

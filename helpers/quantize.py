@@ -104,6 +104,11 @@ def quantize_tensor(w: torch.Tensor, bits: int = 8, scheme: str = "per_channel",
     if not isinstance(w, torch.Tensor) or w.dim() != 2 or not w.is_floating_point():
         raise ValueError(f"w must be a 2-D float tensor, got {getattr(w, 'shape', type(w).__name__)}")
     w = w.detach().float()
+    bad = ~torch.isfinite(w)
+    if bad.any():  # one inf makes its scale inf (NaN codes for the row); a NaN gives a meaningless scale
+        row, col = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"w must hold finite numbers only: {int(bad.sum())} of {w.numel()} are inf or NaN, "
+                         f"the first at [{row}, {col}] = {w[row, col].item()}")
     rows, cols = w.shape
     if scheme == "group":
         n_groups = -(-cols // group_size)
@@ -202,15 +207,44 @@ def quantize_model(
     if include_embeddings:
         for name, m in modules:
             if isinstance(m, nn.Embedding):
+                if not torch.isfinite(m.weight).all():
+                    raise ValueError(f"{name}.weight holds inf or NaN values; a quantised copy would be NaN")
                 q = QuantEmbedding(quantize_tensor(m.weight, bits, scheme, group_size))
                 shared[id(m.weight)] = q
                 replace_submodule(out, name, q)
     for name, m in modules:
         if isinstance(m, nn.Linear):
+            if not torch.isfinite(m.weight).all():
+                raise ValueError(f"{name}.weight holds inf or NaN values; a quantised copy would be NaN")
             tied = shared.get(id(m.weight))
             if tied is not None:  # the same codes and scales serve both ends of the model
                 q = QuantLinear(tied.qweight, m.bias)  # qweight holds tied's own buffer tensors
             else:
                 q = QuantLinear.from_linear(m, bits, scheme, group_size)
             replace_submodule(out, name, q)
+    return out
+
+
+@torch.no_grad()
+def dequantize_model(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """The float model back: every ``QuantLinear``/``QuantEmbedding`` becomes ``nn.Linear``/``nn.Embedding``
+    holding its dequantised weight (what the quantised model computed with, rounding errors included).
+
+    Layers that shared codes (GPT's ``lm_head`` and token embedding) share one float weight again.
+    """
+    out = model if inplace else copy.deepcopy(model)
+    floats: dict[int, nn.Parameter] = {}  # id(qdata buffer) -> its float weight, to keep ties
+    modules = list(out.named_modules())
+    for name, m in modules:  # embeddings first, so that a tied lm_head finds the embedding's weight
+        if isinstance(m, QuantEmbedding):
+            emb = nn.Embedding(*m.shape, device=m.scale.device)
+            emb.weight = floats.setdefault(id(m.qdata), nn.Parameter(m.weight.clone()))
+            replace_submodule(out, name, emb)
+    for name, m in modules:
+        if isinstance(m, QuantLinear):
+            lin = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None, device=m.scale.device)
+            lin.weight = floats.setdefault(id(m.qdata), nn.Parameter(m.weight.clone()))
+            if m.bias is not None:
+                lin.bias = nn.Parameter(m.bias.clone())
+            replace_submodule(out, name, lin)
     return out

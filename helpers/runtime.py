@@ -64,6 +64,9 @@ def pick_device(preferred: str | None = None) -> torch.device:
     have = available_devices()
     if preferred is None:
         return torch.device(have[0])
+    if not isinstance(preferred, (str, torch.device)):  # torch.device(5) would mean cuda:5
+        raise ValueError(f"{source} must be a device name such as {', '.join(repr(h) for h in have)}, "
+                         f"got {preferred!r}")
     try:
         device = torch.device(preferred)
     except (RuntimeError, TypeError) as err:
@@ -81,10 +84,13 @@ def pick_device(preferred: str | None = None) -> torch.device:
     return device
 
 
+MAX_SEED = 2**63 - 1  # the largest seed every generator takes (and seed + 1 still fits PyTorch's range)
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and PyTorch (all devices); returns a CPU generator seeded the same way."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be an int in 0..{MAX_SEED} (2**63 - 1), got {seed!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -16,12 +16,12 @@ def _check(step: int, total_steps: int, base_lr: float, warmup_steps: int, min_l
         raise ValueError(f"total_steps must be an int >= 1, got {total_steps!r}")
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise ValueError(f"step must be an int >= 0, got {step!r}")
-    if not isinstance(base_lr, (int, float)) or not base_lr > 0 or not math.isfinite(base_lr):
-        raise ValueError(f"base_lr must be a positive number, got {base_lr!r}")
+    if not isinstance(base_lr, (int, float)) or isinstance(base_lr, bool) or not 0 < base_lr < math.inf:
+        raise ValueError(f"base_lr must be a finite positive number, got {base_lr!r}")
     if not isinstance(warmup_steps, int) or isinstance(warmup_steps, bool) or warmup_steps < 0:
         raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
-    if not isinstance(min_lr_ratio, (int, float)) or not 0.0 <= min_lr_ratio <= 1.0:
-        raise ValueError(f"min_lr_ratio must be in [0, 1], got {min_lr_ratio!r}")
+    if not isinstance(min_lr_ratio, (int, float)) or isinstance(min_lr_ratio, bool) or not 0.0 <= min_lr_ratio <= 1.0:
+        raise ValueError(f"min_lr_ratio must be a number in [0, 1], got {min_lr_ratio!r}")
 
 
 def _progress(step: int, start: int, total_steps: int) -> float:
@@ -70,6 +70,10 @@ def warmup_cosine(step: int, total_steps: int, base_lr: float, warmup_steps: int
 
     During warmup the LR is ``base_lr * (step + 1) / (warmup_steps + 1)``, so even step 0 learns a
     little. Warmup lets Adam's running averages of the gradient settle before the steps get large.
+
+    A convention to know when comparing: many libraries (Hugging Face's
+    ``get_cosine_schedule_with_warmup``, for one) ramp as ``step / warmup_steps``, which is 0 at
+    step 0. Ours is that ramp with ``warmup_steps + 1``, one step ahead (tested against it).
     """
     _check(step, total_steps, base_lr, warmup_steps, min_lr_ratio)
     if warmup_steps >= total_steps:

@@ -24,11 +24,78 @@ from helpers.corpus import STORY_SEPARATOR
 
 EOT_TEXT = "<|endoftext|>"
 FORMAT = "course-byte-bpe"
-# GPT-2's pre-split rule written with the standard library's `re`: contractions, letters
-# ([^\W\d_] = word characters minus digits and "_"), digits, other symbols, then whitespace.
-# Whitespace before a word stays with the word (" cat"), except the last space of a run.
-PATTERN = r"""'(?:s|t|re|ve|m|ll|d)| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+"""
+# Unicode's non-decimal numerals (categories No and Nl: ², ½, ₂, Ⅻ, ①), as of Unicode 14.0. Python's
+# `re` counts them as word characters, GPT-2's rule (\p{N}) as numbers; listing them keeps the two apart.
+_NUMERALS = (
+    "\u00b2-\u00b3\u00b9\u00bc-\u00be\u09f4-\u09f9\u0b72-\u0b77\u0bf0-\u0bf2\u0c78-\u0c7e"
+    "\u0d58-\u0d5e\u0d70-\u0d78\u0f2a-\u0f33\u1369-\u137c\u16ee-\u16f0\u17f0-\u17f9\u19da\u2070"
+    "\u2074-\u2079\u2080-\u2089\u2150-\u2182\u2185-\u2189\u2460-\u249b\u24ea-\u24ff\u2776-\u2793"
+    "\u2cfd\u3007\u3021-\u3029\u3038-\u303a\u3192-\u3195\u3220-\u3229\u3248-\u324f\u3251-\u325f"
+    "\u3280-\u3289\u32b1-\u32bf\ua6e6-\ua6ef\ua830-\ua835\U00010107-\U00010133\U00010140-\U00010178"
+    "\U0001018a-\U0001018b\U000102e1-\U000102fb\U00010320-\U00010323\U00010341\U0001034a"
+    "\U000103d1-\U000103d5\U00010858-\U0001085f\U00010879-\U0001087f\U000108a7-\U000108af"
+    "\U000108fb-\U000108ff\U00010916-\U0001091b\U000109bc-\U000109bd\U000109c0-\U000109cf"
+    "\U000109d2-\U000109ff\U00010a40-\U00010a48\U00010a7d-\U00010a7e\U00010a9d-\U00010a9f"
+    "\U00010aeb-\U00010aef\U00010b58-\U00010b5f\U00010b78-\U00010b7f\U00010ba9-\U00010baf"
+    "\U00010cfa-\U00010cff\U00010e60-\U00010e7e\U00010f1d-\U00010f26\U00010f51-\U00010f54"
+    "\U00010fc5-\U00010fcb\U00011052-\U00011065\U000111e1-\U000111f4\U0001173a-\U0001173b"
+    "\U000118ea-\U000118f2\U00011c5a-\U00011c6c\U00011fc0-\U00011fd4\U00012400-\U0001246e"
+    "\U00016b5b-\U00016b61\U00016e80-\U00016e96\U0001d2e0-\U0001d2f3\U0001d360-\U0001d378"
+    "\U0001e8c7-\U0001e8cf\U0001ec71-\U0001ecab\U0001ecad-\U0001ecaf\U0001ecb1-\U0001ecb4"
+    "\U0001ed01-\U0001ed2d\U0001ed2f-\U0001ed3d\U0001f100-\U0001f10c"
+)
+# Python's \s also matches the four separators U+001C..U+001F, which Unicode (and GPT-2's rule) do not
+# count as white space; they belong with the "other symbols".
+_SEPARATORS = "\x1c-\x1f"
+# GPT-2's pre-split rule, r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+",
+# written with the standard library's `re`: contractions, letters ([^\W\d_] = word characters minus
+# digits and "_", minus the numerals above), numbers (digits and numerals), other symbols, then white
+# space. White space before a word stays with the word (" cat"), except the last space of a run.
+# Tested against GPT-2's own pattern run by the `regex` module on random text.
+PATTERN = (
+    r"'(?:s|t|re|ve|m|ll|d)"
+    r"| ?[^\W\d_" + _NUMERALS + r"]+"
+    r"| ?[\d" + _NUMERALS + r"]+"
+    r"| ?(?:[^\s\w]|[_" + _SEPARATORS + r"])+"
+    r"|[^\S" + _SEPARATORS + r"]+(?![^\s]|[" + _SEPARATORS + r"])"
+    r"|[^\S" + _SEPARATORS + r"]+"
+)
 _CACHE_LIMIT = 200_000  # cached chunk encodings; plenty for the course corpora
+# A custom pattern must cut any text into pieces that rebuild it; this text catches the usual gaps
+# (punctuation, spaces, line breaks, digits, non-Latin letters, emoji) when a tokenizer is made.
+_PATTERN_PROBE = "Hello, world! It's 42 H\u2082O \u00bd caf\u00e9\n\t  \u65e5\u672c \U0001f642 _x_\r\n  end "
+
+
+def _compile_pattern(pattern: object) -> re.Pattern:
+    """The compiled pre-split pattern; refuses one that is not a regex, has capturing groups (then
+    ``findall`` returns the groups, not the pieces), or drops characters of the probe text."""
+    if not isinstance(pattern, str):
+        raise ValueError(f"pattern must be a regular expression string, got {type(pattern).__name__}")
+    try:
+        compiled = re.compile(pattern)
+    except re.error as err:
+        raise ValueError(f"pattern {pattern!r:.80} is not a valid regular expression: {err}") from err
+    if compiled.groups:
+        raise ValueError(f"pattern {pattern!r:.80} has {compiled.groups} capturing group(s); "
+                         "write its groups as (?:...) so that each match is a whole piece")
+    _check_pieces(compiled, _PATTERN_PROBE)
+    return compiled
+
+
+def _check_pieces(compiled: re.Pattern, text: str) -> list[str]:
+    """``text`` cut by ``compiled``; refuses a cut whose pieces do not rebuild the text exactly.
+
+    Matches never overlap and come in order, so the pieces rebuild the text exactly when their
+    lengths add up to its length (one sum, no copy).
+    """
+    pieces = compiled.findall(text)
+    if sum(map(len, pieces)) != len(text):
+        kept = "".join(pieces)
+        lost = "".join(sorted(set(text) - set(kept)))[:20] or "(repeats of kept characters)"
+        raise ValueError(f"pattern {compiled.pattern!r:.80} drops characters: {text[:40]!r} would come back as "
+                         f"{kept[:40]!r} (lost: {lost!r}); a pre-split pattern must match every character, "
+                         "e.g. end it with |\\s+|[^\\s]")
+    return pieces
 
 
 def _merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
@@ -51,7 +118,7 @@ class BPETokenizer:
     def __init__(self, merges: Sequence[tuple[int, int]], pattern: str = PATTERN):
         self.merges: list[tuple[int, int]] = [(int(a), int(b)) for a, b in merges]
         self.pattern = pattern
-        self._split = re.compile(pattern).findall
+        self._compiled = _compile_pattern(pattern)
         self._ranks = {pair: 256 + i for i, pair in enumerate(self.merges)}  # pair -> its new id
         self._pieces: list[bytes] = [bytes([i]) for i in range(256)]
         for i, (a, b) in enumerate(self.merges):
@@ -70,12 +137,17 @@ class BPETokenizer:
 
         Pair counts are updated incrementally: a merge only touches the chunks that contain the
         merged pair, and a heap finds the most frequent pair without rescanning all pairs.
+
+        Ties: when several pairs are equally frequent, the pair with the smallest ids ``(a, b)``
+        is merged first (the heap orders equal counts by the pair). GPT-2-style trainers often
+        take the lexicographically greatest pair of byte strings instead, so on a small text the
+        two can learn different merges from the same counts; both are valid BPE.
         """
         if not isinstance(text, str):
             raise ValueError(f"text must be a str, got {type(text).__name__}")
         if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or not 257 <= vocab_size <= 65536:
             raise ValueError(f"vocab_size must be an int in 257..65536 (256 bytes + end-of-text), got {vocab_size!r}")
-        chunk_counts = Counter(re.findall(pattern, text))
+        chunk_counts = Counter(_check_pieces(_compile_pattern(pattern), text))
         words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]  # one entry per distinct chunk
         freqs = list(chunk_counts.values())
         pair_counts: dict[tuple[int, int], int] = defaultdict(int)
@@ -140,12 +212,17 @@ class BPETokenizer:
         return ids
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of ``text``; the text "<|endoftext|>" is encoded as ordinary characters."""
+        """Token ids of ``text``.
+
+        The text "<|endoftext|>" is encoded as ordinary characters (several tokens), never as the
+        end-of-text id: only ``encode_stories`` inserts that id, between stories. (tiktoken refuses
+        such text unless told otherwise, and Hugging Face tokenizers turn it into the special token.)
+        """
         if not isinstance(text, str):
             raise ValueError(f"text must be a str, got {type(text).__name__}")
         out: list[int] = []
         cache = self._cache
-        for chunk in self._split(text):
+        for chunk in _check_pieces(self._compiled, text):
             ids = cache.get(chunk)
             if ids is None:
                 ids = self._encode_chunk(chunk)
@@ -168,6 +245,8 @@ class BPETokenizer:
     def _check_ids(self, ids: Iterable[int]) -> list[int]:
         if hasattr(ids, "tolist"):  # a tensor or an array
             ids = ids.tolist()
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            raise ValueError(f"ids must be a list (or 1-D tensor) of token ids, got {type(ids).__name__}: {ids!r:.40}")
         ids = list(ids)
         for i in ids:
             if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < self.vocab_size:
@@ -225,12 +304,13 @@ class BPETokenizer:
             raise ValueError(f"{source} is not a tokenizer file (expected a JSON object with format={FORMAT!r})")
         merges, pattern = data.get("merges"), data.get("pattern")
         if not isinstance(pattern, str) or not isinstance(merges, list) or not all(
-            isinstance(m, list) and len(m) == 2 and all(isinstance(x, int) for x in m) for m in merges
+            isinstance(m, list) and len(m) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in m)
+            for m in merges
         ):
             raise ValueError(f"{source}: 'pattern' must be a string and 'merges' a list of [int, int] pairs")
         try:
             tok = cls([tuple(m) for m in merges], pattern)
-        except (ValueError, re.error) as err:
+        except ValueError as err:
             raise ValueError(f"{source}: {err}") from err
         if data.get("vocab_size", tok.vocab_size) != tok.vocab_size:
             raise ValueError(f"{source}: says vocab_size={data['vocab_size']} but its merges give {tok.vocab_size}")

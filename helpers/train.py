@@ -27,7 +27,7 @@ from helpers.data import TokenSplits, get_batch, to_device
 from helpers.interface import LanguageModel
 from helpers.memory import measured_training_bytes, saved_activation_bytes
 from helpers.optimizers import OPTIMIZERS, check_optimizer, make_optimizer
-from helpers.runtime import autocast, evaluating, pick_device, seed_everything, synchronize
+from helpers.runtime import MAX_SEED, autocast, evaluating, pick_device, seed_everything, synchronize
 from helpers.schedules import SCHEDULES, lr_at
 
 # OPTIMIZERS and make_optimizer live in helpers.optimizers; they stay importable from here
@@ -38,6 +38,11 @@ __all__ = ["OPTIMIZERS", "History", "TrainConfig", "accumulate_gradients", "back
 def _positive_int(name: str, value: object, minimum: int = 1) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _is_number(value: object) -> bool:
+    """A real, finite int or float; True/False are not numbers here (a slip for 1/0, never meant)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -88,7 +93,9 @@ class TrainConfig:
             _positive_int("patience", self.patience)
             if not self.eval_every:
                 raise ValueError(f"patience={self.patience} needs evaluations: set eval_every >= 1, got {self.eval_every!r}")
-        if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
+        if self.seed > MAX_SEED:
+            raise ValueError(f"seed must be an int in 0..{MAX_SEED} (2**63 - 1), got {self.seed!r}")
+        if not _is_number(self.lr) or self.lr <= 0:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         check_optimizer(self.optimizer)
         if self.schedule not in SCHEDULES:
@@ -96,20 +103,24 @@ class TrainConfig:
         if self.schedule == "warmup_cosine" and self.warmup_steps >= self.steps:
             raise ValueError(f"warmup_steps must be < steps={self.steps} for warmup_cosine, got {self.warmup_steps} "
                              "(lower warmup_steps or pick another schedule)")
-        if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
-        if not isinstance(self.momentum, (int, float)) or not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        if len(self.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas):
+        if not _is_number(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+        if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be a number in [0, 1), got {self.momentum!r}")
+        if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2 or not all(
+                _is_number(b) and 0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        if not isinstance(self.min_lr_ratio, (int, float)) or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
-        if self.grad_clip is not None and (not isinstance(self.grad_clip, (int, float)) or self.grad_clip < 0):
-            raise ValueError(f"grad_clip must be None, 0 (off) or a positive number, got {self.grad_clip!r}")
-        if self.diverge_factor is not None and (
-            not isinstance(self.diverge_factor, (int, float)) or self.diverge_factor <= 1
-        ):
-            raise ValueError(f"diverge_factor must be None or a number > 1, got {self.diverge_factor!r}")
+        if not _is_number(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be a number in [0, 1], got {self.min_lr_ratio!r}")
+        if self.grad_clip is not None and (not _is_number(self.grad_clip) or self.grad_clip < 0):
+            raise ValueError(f"grad_clip must be None, 0 (off) or a finite positive number, got {self.grad_clip!r}")
+        if self.diverge_factor is not None and (not _is_number(self.diverge_factor) or self.diverge_factor <= 1):
+            raise ValueError(f"diverge_factor must be None or a finite number > 1, got {self.diverge_factor!r}")
+        for name in ("progress", "amp"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.device is not None and not isinstance(self.device, (str, torch.device)):
+            raise ValueError(f"device must be None or a device name such as 'cpu' or 'cuda', got {self.device!r}")
 
 
 @dataclass

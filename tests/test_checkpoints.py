@@ -110,7 +110,21 @@ def test_truncated_weights(saved, keep):
         load_checkpoint(saved)
 
 
+def _strip_metadata(saved) -> None:
+    """Rewrite the weights file as the first checkpoint format did: no config, no checksums."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = saved / "model.safetensors"
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, path, metadata={"format": meta["format"], "tied": meta["tied"]})
+
+
 def test_config_that_does_not_match_weights(saved):
+    _strip_metadata(saved)  # without the config in the weights file, the shapes are what is left to check
+    load_checkpoint(saved)
     path = saved / "config.json"
     data = json.loads(path.read_text())
     data["config"]["n_embd"] = 32
@@ -122,6 +136,48 @@ def test_config_that_does_not_match_weights(saved):
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r"does not match config.json: missing \['transformer.h.2"):
         load_checkpoint(saved)
+
+
+def test_edited_config_with_the_same_shapes_is_refused(saved):
+    path = saved / "config.json"
+    data = json.loads(path.read_text())
+    data["config"]["n_head"] = 1  # every tensor keeps its shape: only the stored config can tell
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"config.json.*differs.*n_head=1 in config.json but 2 in the weights"):
+        load_checkpoint(saved)
+
+
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.9])
+def test_flipped_bit_is_detected(saved, where):
+    path = saved / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    at = header + int((len(data) - header) * where)  # a byte inside the tensor data
+    data[at] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"model.safetensors.*tensor '.*' does not match its checksum"):
+        load_checkpoint(saved)
+
+
+def test_non_dict_tied_metadata(saved):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = saved / "model.safetensors"
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    for bad in ("true", "[1, 2]", '{"lm_head.weight": 3}'):
+        save_file(tensors, path, metadata={**meta, "tied": bad})
+        with pytest.raises(ValueError, match=r"model.safetensors.*metadata 'tied' must be a JSON object"):
+            load_checkpoint(saved)
+
+
+def test_file_instead_of_folder(saved):
+    with pytest.raises(FileNotFoundError, match=r"model.safetensors.* is a file.*pass the folder .*ckpt"):
+        load_checkpoint(saved / "model.safetensors")
+    with pytest.raises(FileNotFoundError, match=r"is a file.*pass the folder"):
+        checkpoints.load_checkpoint_meta(saved / "config.json")
 
 
 def test_corrupt_json_files(saved):
@@ -181,3 +237,122 @@ def test_pretrain_measures():
 def test_saved_files_are_readable_by_others(saved):
     assert saved.stat().st_mode & 0o777 == 0o755
     assert all(f.stat().st_mode & 0o777 == 0o644 for f in saved.iterdir())
+
+
+# -- an interrupted save never loses the checkpoint: kill the saving process after every step ------------
+
+_SAVE_AND_DIE = """
+import os, signal, sys
+import torch
+from helpers import checkpoints
+from helpers.model import GPT, GPTConfig
+
+directory, stop = sys.argv[1], sys.argv[2]
+
+
+def die(step):
+    if step == stop:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+checkpoints._after_step = die
+torch.manual_seed(1)
+model = GPT(GPTConfig(block_size=16, vocab_size=int(sys.argv[3]), n_layer=2, n_head=2, n_embd=16))
+checkpoints.save_checkpoint(directory, model, extra={"which": "new"})
+"""
+STEPS = ["weights", "written", "marked", "moved_old", "placed", "cleaned"]
+
+
+def _save_in_subprocess(directory, stop: str, vocab_size: int) -> int:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", _SAVE_AND_DIE, str(directory), stop, str(vocab_size)],
+                          env=env, cwd=root, capture_output=True, text=True, timeout=120)
+    return done.returncode
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL is POSIX")
+@pytest.mark.parametrize("stop", STEPS + ["never"])
+def test_killed_save_loses_nothing(tmp_path, model, tok, stop):
+    directory = save_checkpoint(tmp_path / "ckpt", model, tok, extra={"which": "old"})
+    rc = _save_in_subprocess(directory, stop, tok.vocab_size)
+    assert rc == (0 if stop == "never" else -9)
+    loaded, _, extra = load_checkpoint(directory)  # finishes the interrupted save if there is one
+    x = torch.randint(0, tok.vocab_size, (1, 8))
+    if extra["which"] == "old":
+        with torch.no_grad():
+            assert torch.equal(loaded(x), model(x))
+    else:
+        torch.manual_seed(1)
+        fresh = GPT(model.config)
+        with torch.no_grad():
+            assert torch.equal(loaded(x), fresh(x))
+    # once the new checkpoint is marked complete (step 2), the save counts as done
+    assert extra["which"] == ("old" if stop in ("weights", "written") else "new")
+    save_checkpoint(directory, model, extra={"which": "third"})  # and saving again cleans up every leftover
+    assert load_checkpoint(directory)[2] == {"which": "third"}
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL is POSIX")
+def test_killed_first_save_is_recovered(tmp_path, tok):
+    directory = tmp_path / "first"
+    assert _save_in_subprocess(directory, "marked", tok.vocab_size) == -9
+    assert not directory.exists()  # killed between its renames: only .first.new is there
+    assert load_checkpoint(directory)[2] == {"which": "new"}
+    assert checkpoints.load_checkpoint_meta(directory)[1] == {"which": "new"}
+
+
+# -- what a checkpoint holds is the plain model: LoRA and quantised models are refused, merged ones round-trip
+
+@pytest.mark.parametrize("targets", [["c_attn"], ["c_proj"], ["c_fc"], ["lm_head"], ["attn", "mlp", "lm_head"]])
+def test_merged_lora_round_trips_exactly(tmp_path, model, tok, targets):
+    from helpers.lora import apply_lora, remove_lora
+
+    apply_lora(model, rank=2, alpha=4.0, targets=targets)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_()  # a trained adapter: B is no longer zero
+    remove_lora(model, merge=True)
+    loaded, _, _ = load_checkpoint(save_checkpoint(tmp_path / "m", model, tok))
+    x = torch.randint(0, tok.vocab_size, (2, 10))
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    for name, t in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], t), name
+    tied = loaded.lm_head.weight is loaded.transformer.wte.weight
+    assert tied == ("lm_head" not in targets)
+
+
+def test_refuses_lora_and_quantised_models(tmp_path, model):
+    from helpers.lora import apply_lora, merge_lora
+    from helpers.quantize import dequantize_model, quantize_model
+
+    q = quantize_model(model, bits=8)
+    with pytest.raises(ValueError, match=r"model is quantised.*dequantize_model"):
+        save_checkpoint(tmp_path / "q", q)
+    assert not (tmp_path / "q").exists()
+    x = torch.randint(0, model.config.vocab_size, (1, 8))
+    loaded, _, _ = load_checkpoint(save_checkpoint(tmp_path / "dq", dequantize_model(q)))
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), q(x), atol=1e-5)
+    apply_lora(model, rank=2, targets=["c_attn"])
+    with pytest.raises(ValueError, match=r"model has LoRA adapters.*remove_lora.*lora_state_dict"):
+        save_checkpoint(tmp_path / "l", model)
+    merge_lora(model)  # merged, but still wrapped
+    with pytest.raises(ValueError, match=r"model has LoRA adapters"):
+        save_checkpoint(tmp_path / "l", model)
+    assert not (tmp_path / "l").exists()
+
+
+def test_extra_with_non_string_keys_is_refused(tmp_path, model):
+    """JSON turns the key 1 into "1": the loaded extra would silently differ from the saved one."""
+    for extra in ({1: "a"}, {"runs": [{2.5: 1}]}):
+        with pytest.raises(ValueError, match=r"extra: dict keys must be strings"):
+            save_checkpoint(tmp_path / "x", model, extra=extra)
+    assert not (tmp_path / "x").exists()

@@ -22,7 +22,7 @@ LAYERS = {
     # the tools that use a model: training, sampling, adaptation, measuring, tuning, loading
     "optimizers": 4, "memory": 4, "schedules": 4, "train": 4, "lr_range": 4, "sampling": 4, "lora": 4,
     "quantize": 4, "tuning": 4, "checkpoints": 4, "architecture": 4, "neurons": 4, "pretrain": 4,
-    "pretrained": 4,
+    "pretrained": 4, "attention": 4, "kv_cache": 4, "rotary": 4,
     "plots": 5,  # figures
     "widgets": 6,  # interactive notebook controls
 }

@@ -100,9 +100,15 @@ def test_target_one_block_and_lm_head(tiny_gpt):
         (dict(rank=0), "rank must be a positive int, got 0"),
         (dict(rank=-2), "rank must be a positive int"),
         (dict(rank=2.5), "rank must be a positive int"),
-        (dict(alpha=0), "alpha must be a number > 0, got 0"),
-        (dict(alpha=-1.0), "alpha must be a number > 0"),
-        (dict(dropout=1.0), "dropout must be in"),
+        (dict(alpha=0), "alpha must be a finite number > 0, got 0"),
+        (dict(alpha=-1.0), "alpha must be a finite number > 0"),
+        (dict(alpha=float("inf")), "alpha must be a finite number > 0, got inf"),
+        (dict(alpha=float("nan")), "alpha must be a finite number > 0, got nan"),
+        (dict(alpha=True), "alpha must be a finite number > 0, got True"),
+        (dict(dropout=1.0), "dropout must be a number in"),
+        (dict(dropout=True), "dropout must be a number in .*got True"),
+        (dict(targets=None), "targets must be a layer name or a list of layer names, got None"),
+        (dict(targets=3), "targets must be a layer name or a list of layer names, got 3"),
         (dict(targets=["c_attn", "q_proj"]), "targets: 'q_proj' matches no linear layer"),
         (dict(targets=[]), "targets must be a non-empty list"),
     ],
@@ -273,3 +279,21 @@ def test_merging_an_lm_head_adapter_leaves_the_tied_embedding_alone(tiny_gpt):
         torch.testing.assert_close(model(x), adapted, atol=1e-5, rtol=0)
         remove_lora(model)
         torch.testing.assert_close(model(x), adapted, atol=1e-5, rtol=0)
+
+
+def test_load_rejects_non_finite_adapters_and_changes_nothing(tiny_gpt):
+    model = tiny_gpt()
+    apply_lora(model, rank=2, alpha=4, targets=["c_attn", "c_fc"])
+    before = lora_state_dict(model)
+    for key, value in (("transformer.h.1.mlp.c_fc.scaling", torch.tensor(float("nan"))),
+                       ("transformer.h.1.mlp.c_fc.scaling", torch.tensor(0.0)),
+                       ("transformer.h.1.mlp.c_fc.lora_B", torch.full_like(before["transformer.h.1.mlp.c_fc.lora_B"], float("inf")))):
+        bad = {k: v.clone() for k, v in before.items()}
+        for k in bad:
+            if k.endswith("lora_A"):
+                bad[k].add_(1.0)  # every layer differs, so a partial load would show
+        bad[key] = value
+        with pytest.raises(ValueError, match="transformer.h.1.mlp.c_fc"):
+            load_lora_state_dict(model, bad)
+        after = lora_state_dict(model)
+        assert all(torch.equal(after[k], before[k]) for k in before)

@@ -221,12 +221,21 @@ def test_loss_falls_back_to_the_plain_way_for_a_hooked_or_adapted_head():
         (dict(n_embd=10, n_head=3), "n_embd must be divisible by n_head"),
         (dict(n_layer=0), "n_layer must be a positive int, got 0"),
         (dict(dropout=1.0), r"dropout must be in \[0, 1\), got 1.0"),
+        (dict(dropout=False), r"dropout must be in \[0, 1\), got False"),
+        (dict(dropout=float("nan")), r"dropout must be in \[0, 1\), got nan"),
         (dict(vocab_size=2.5), "vocab_size must be a positive int"),
     ],
 )
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GPTConfig(**kwargs)
+
+
+def test_new_cache_names_a_bad_batch_size():
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=1, n_embd=4))
+    for bad in (True, 0, 2.0):
+        with pytest.raises(ValueError, match=f"batch_size must be an int >= 1, got {bad!r}"):
+            model.new_cache(bad)
 
 
 def test_bad_inputs():
@@ -241,8 +250,26 @@ def test_bad_inputs():
         model(torch.zeros(9, dtype=torch.long))
     with pytest.raises(ValueError, match="integer token ids"):
         model(torch.zeros(1, 3))
-    with pytest.raises(ValueError, match="targets must have the shape"):
+    with pytest.raises(ValueError, match="targets must be a tensor with the shape"):
         model.loss(torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("plain_head", [True, False])
+def test_loss_names_bad_targets(plain_head):
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=1, n_embd=4))
+    if not plain_head:  # the other path: F.cross_entropy after a hooked output layer
+        model.lm_head.register_forward_hook(lambda m, i, o: o)
+    x = torch.zeros(1, 3, dtype=torch.long)
+    for bad, shown in ((11, "11"), (-1, "-1"), (-101, "-101")):
+        with pytest.raises(ValueError, match=rf"targets must be token ids in \[0, vocab_size=11\) or -100 .*got {shown}"):
+            model.loss(x, torch.tensor([[1, bad, 2]]))
+    with pytest.raises(ValueError, match="targets must hold integer token ids, got dtype torch.float32"):
+        model.loss(x, torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="targets must be a tensor .* got list"):
+        model.loss(x, [[1, 2, 3]])
+    ok = model.loss(x, torch.tensor([[1, -100, 10]], dtype=torch.int32))  # int32 and the ignore index are fine
+    ref = torch.nn.functional.cross_entropy(model(x)[0], torch.tensor([1, -100, 10]))
+    torch.testing.assert_close(ok, ref)
 
 
 def test_dropout_only_in_training():

@@ -60,8 +60,12 @@ def test_filters_shrink_the_set_of_tokens(playground):
 def test_invalid_combination_shows_the_message_not_a_traceback(playground):
     playground.controls["min_tokens"].value = 20  # > max_tokens = 8
     assert "min_tokens must be an int in [0, max_tokens=8], got 20" in playground.error.value
+    # nothing left on screen from the last valid settings
+    assert playground.chart.value == b"" and playground.readout.value == ""
+    assert "finish_reason" not in playground.sample.value and "no sample" in playground.sample.value
     playground.controls["min_tokens"].value = 0
     assert playground.error.value == ""
+    assert playground.chart.value[:4] == b"\x89PNG" and "finish_reason" in playground.sample.value
     playground.controls["prompt"].value = "cat " * 40  # longer than the 32-token window
     assert "context window" in playground.error.value
     playground.controls["prompt"].value = "Once upon"
@@ -74,3 +78,36 @@ def test_seed_button_gives_a_new_sample_and_seed_reproduces(playground):
     playground.controls["seed"].value += 1
     playground.controls["seed"].value -= 1
     assert playground.sample.value == first
+
+
+def test_tokens_with_dollar_signs_are_drawn_as_plain_text():
+    """' $$' in a tick label used to be parsed as mathtext, and the playground raised instead of showing."""
+    tok = BPETokenizer.train("it costs $$ or $x$ and $$ $$ $$ $x$ $x$ " * 30, vocab_size=280)
+    assert any("$$" in tok.token_str(i) for i in range(tok.vocab_size))
+    dollar = next(i for i in range(tok.vocab_size) if "$$" in tok.token_str(i))
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=32, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16)).eval()
+    box = sampling_playground(model, tok, prompt="it costs", top=tok.vocab_size)  # every token on the chart
+    assert box.error.value == "" and box.chart.value[:4] == b"\x89PNG"
+
+    from helpers.plots.corpus import plot_token_counts
+    from helpers.plots.sampling import figure_png, plot_filter_steps, plot_playground
+
+    probs = torch.softmax(torch.randn(tok.vocab_size), 0)
+    probs[dollar] = 1.0
+    assert figure_png(plot_playground(probs, probs, tok.token_str, 5))[:4] == b"\x89PNG"
+    assert figure_png(plot_filter_steps([("$top$", probs)], tok.token_str, 5))[:4] == b"\x89PNG"
+    assert figure_png(plot_token_counts(["$$", " $x$", "$"], [3, 2, 1]))[:4] == b"\x89PNG"
+
+
+def test_a_failing_chart_is_reported_in_the_widget(monkeypatch):
+    import helpers.widgets.sampling as widget_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("cannot draw")
+
+    monkeypatch.setattr(widget_module, "plot_playground", broken)
+    tok = BPETokenizer.train("a cat sat on a mat " * 20, vocab_size=270)
+    model = GPT(GPTConfig(block_size=16, vocab_size=tok.vocab_size, n_layer=1, n_head=1, n_embd=8)).eval()
+    box = sampling_playground(model, tok, prompt="a cat")
+    assert "RuntimeError" in box.error.value and "cannot draw" in box.error.value and box.chart.value == b""

@@ -18,6 +18,7 @@ from helpers.model import GPT, GPTConfig
 from helpers.quantize import (
     QuantEmbedding,
     QuantLinear,
+    dequantize_model,
     model_size_bytes,
     pack_int4,
     quantize_model,
@@ -129,6 +130,33 @@ def test_bad_tensor():
         quantize_tensor(torch.randn(5))
     with pytest.raises(ValueError, match="w must be a 2-D float tensor"):
         quantize_tensor(torch.ones(3, 3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("scheme", ["per_tensor", "per_channel", "group"])
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_weights_are_refused(scheme, bad):
+    w = torch.randn(4, 8)
+    w[2, 5] = bad
+    with pytest.raises(ValueError, match=r"w must hold finite numbers only: 1 of 32 .* first at \[2, 5\]"):
+        quantize_tensor(w, bits=8, scheme=scheme, group_size=4)
+    model = GPT(CFG)
+    with torch.no_grad():
+        model.transformer.h[1].mlp.c_fc.weight[0, 0] = bad
+    with pytest.raises(ValueError, match=r"transformer.h.1.mlp.c_fc.weight holds inf or NaN"):
+        quantize_model(model, scheme=scheme, group_size=32)
+
+
+def test_dequantize_model_gives_back_the_float_model_it_computed_with():
+    model = _sharp_gpt()
+    x, _ = _batch(model)
+    for include in (True, False):
+        q = quantize_model(model, bits=4, scheme="group", group_size=32, include_embeddings=include)
+        back = dequantize_model(q)
+        assert not any(isinstance(m, (QuantLinear, QuantEmbedding)) for m in back.modules())
+        assert (back.lm_head.weight is back.transformer.wte.weight) == include  # tied exactly when q shares codes
+        assert torch.equal(back.lm_head.weight, q.lm_head.weight)
+        with torch.no_grad():
+            assert torch.allclose(back(x), q(x), atol=1e-5, rtol=1e-5)
 
 
 def test_quantised_model_is_a_new_model_that_runs():

@@ -62,6 +62,11 @@ def test_seed_everything_reproduces():
     assert torch.equal(a, torch.randn(5))
     with pytest.raises(ValueError, match="seed"):
         runtime.seed_everything(-1)
+    runtime.seed_everything(runtime.MAX_SEED)
+    with pytest.raises(ValueError, match=r"seed must be an int in 0\.\.9223372036854775807 .*got 18446744073709551616"):
+        runtime.seed_everything(2**64)
+    with pytest.raises(ValueError, match="seed must be an int in .* got True"):
+        runtime.seed_everything(True)
 
 
 def test_describe_prints_device_versions_mode(capsys):
@@ -84,6 +89,14 @@ def test_check_env_flags_too_old(monkeypatch):
     assert any("numpy" in p and "older" in p for p in check_env.problems())
     monkeypatch.setitem(check_env.REQUIRED, "no-such-package-xyz", "1")
     assert any("no-such-package-xyz is missing" in p for p in check_env.problems())
+
+
+@pytest.mark.parametrize("bad", ["", "tpu", 5, 1.5, ["cpu"]])
+def test_pick_device_bad_argument_names_the_parameter(monkeypatch, bad):
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    with pytest.raises(ValueError, match=r"device.*(must be|not available).*cpu") as err:
+        runtime.pick_device(bad)
+    assert repr(bad) in str(err.value)
 
 
 def test_evaluating_switches_to_eval_mode_and_back_even_after_an_error():

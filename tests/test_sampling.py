@@ -44,7 +44,13 @@ def kept(logits):
 @pytest.mark.parametrize(
     "field,value,message",
     [
-        ("temperature", -0.1, "temperature must be a finite float >= 0, got -0.1"),
+        ("temperature", -0.1, r"temperature must be 0 \(greedy\) or a float in \[1e-30, 1e30\] .*got -0.1"),
+        # values float32 cannot carry: used to pass and fail later with "every token was masked"
+        ("temperature", 1e-320, r"temperature must be 0 \(greedy\) or a float in \[1e-30, 1e30\].*got 1e-320"),
+        ("temperature", 1e39, r"temperature must be .*got 1e\+39"),
+        ("temperature", True, "temperature must be"),
+        ("repetition_penalty", 1e-40, r"repetition_penalty must be a float in \[1e-30, 1e30\] \(1 = off\), got 1e-40"),
+        ("repetition_penalty", 1e31, r"repetition_penalty must be a float in \[1e-30, 1e30\]"),
         ("temperature", math.nan, "temperature must be"),
         ("temperature", INF, "temperature must be"),
         ("top_k", -1, "top_k must be an int >= 0"),
@@ -55,7 +61,7 @@ def kept(logits):
         ("top_p", math.nan, "top_p must be in"),
         ("min_p", 1.01, r"min_p must be in \[0, 1\], got 1.01"),
         ("min_p", -0.1, "min_p must be in"),
-        ("repetition_penalty", 0.0, "repetition_penalty must be a finite float > 0"),
+        ("repetition_penalty", 0.0, r"repetition_penalty must be a float in \[1e-30, 1e30\] \(1 = off\), got 0.0"),
         ("repetition_penalty", INF, "repetition_penalty must be"),
         ("frequency_penalty", 2.5, r"frequency_penalty must be in \[-2, 2\], got 2.5"),
         ("presence_penalty", -2.01, r"presence_penalty must be in \[-2, 2\]"),
@@ -104,6 +110,87 @@ def test_top_p_edge_cases():
     assert kept(apply_top_p(logits_of([0.5, 0.3, 0.15, 0.05]), 0.7)) == [0, 1]
     assert kept(apply_top_p(logits_of([0.05, 0.15, 0.3, 0.5]), 0.7)) == [2, 3]
     assert kept(apply_top_p(logits_of([0.5, 0.3, 0.15, 0.05]), 0.8001)) == [0, 1, 2]
+
+
+def test_process_logits_names_bad_arguments():
+    with pytest.raises(ValueError, match="logits must be a float tensor of shape \\(B, V\\), got list"):
+        process_logits([[1.0, 2.0]], SamplingParams())
+    with pytest.raises(ValueError, match="logits must be a float tensor .*dtype torch.int64"):
+        process_logits(torch.tensor([[1, 2]]), SamplingParams())
+    with pytest.raises(ValueError, match="params must be a SamplingParams, got NoneType"):
+        process_logits(torch.zeros(1, 3), None)
+
+
+def test_top_p_at_exact_boundaries():
+    """A prefix whose mass equals p exactly ends there. cumsum - p rounded 0.8 below itself in float32
+    and kept a third token; the exclusive cumulative sum does not."""
+    # transformers' own top-p test example: [.3, .1, .1, .5] with p = 0.8 keeps .5 and .3
+    assert kept(apply_top_p(logits_of([0.3, 0.1, 0.1, 0.5]), 0.8)) == [0, 3]
+    assert kept(apply_top_p(logits_of([0.5, 0.25, 0.25]), 0.5)) == [0]
+    # equal probabilities at the boundary: which of the tied tokens stays is not specified, how many is
+    assert len(kept(apply_top_p(logits_of([0.5, 0.25, 0.25]), 0.75))) == 2
+    assert len(kept(apply_top_p(logits_of([0.25, 0.25, 0.25, 0.25]), 0.5))) == 2
+    assert kept(process_logits(logits_of([0.3, 0.1, 0.1, 0.5]), SamplingParams(top_p=0.8))) == [0, 3]
+
+
+@pytest.mark.parametrize("probs,p", [([0.3, 0.1, 0.1, 0.5], 0.8), ([0.5, 0.25, 0.25], 0.5), ([0.5, 0.25, 0.25], 0.75),
+                                     ([0.25] * 4, 0.5), ([0.5, 0.3, 0.15, 0.05], 0.95), ([0.6, 0.2, 0.2], 0.8)])
+def test_top_p_boundaries_match_transformers(probs, p):
+    lp = pytest.importorskip("transformers.generation.logits_process")
+    logits = logits_of(probs)
+    theirs = lp.TopPLogitsWarper(top_p=p)(torch.zeros(1, 1, dtype=torch.long), logits.clone())
+    ours = kept(apply_top_p(logits, p))
+    assert sorted(probs[i] for i in ours) == sorted(probs[i] for i in kept(theirs))  # (ties: either token)
+
+
+def test_float32_edges_of_the_parameter_ranges_still_sample():
+    """At the ends of the allowed ranges every step stays finite: something is always left to draw."""
+    logits = torch.tensor([[3.0, -2.0, 1e4, -1e4, 0.5]])
+    seen = torch.tensor([[0, 1, 2, 3]])
+    for params in (SamplingParams(temperature=1e-30), SamplingParams(temperature=1e30, min_tokens=2),
+                   SamplingParams(repetition_penalty=1e-30), SamplingParams(repetition_penalty=1e30),
+                   SamplingParams(temperature=1e-30, repetition_penalty=1e-30, top_p=1e-9, min_p=1.0)):
+        out = process_logits(logits, params, prompt_ids=seen, eos_token_id=4)
+        probs = out.softmax(-1)
+        assert torch.isfinite(probs).all() and probs.sum().item() == pytest.approx(1.0), params
+    huge = torch.tensor([[3e38, 1.0, -3e38]])  # a positive logit divided by a small θ must not overflow
+    out = process_logits(huge, SamplingParams(repetition_penalty=1e-30), prompt_ids=torch.tensor([[0, 1]]))
+    assert not torch.isnan(out).any() and out.softmax(-1)[0, 0].item() == 1.0
+
+
+def test_any_valid_parameters_leave_something_to_sample():
+    """Property: every SamplingParams that validation accepts processes any finite logits into a
+    distribution with at least one token (never NaN, never "every token was masked")."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    scale = st.one_of(st.floats(1e-30, 1e30), st.sampled_from([1e-30, 1e30, 1.0]))
+    params = st.builds(
+        SamplingParams,
+        temperature=st.one_of(st.just(0.0), scale),
+        top_k=st.integers(0, 8),
+        top_p=st.one_of(st.floats(1e-12, 1.0, exclude_min=False), st.just(1.0)),
+        min_p=st.floats(0.0, 1.0),
+        repetition_penalty=scale,
+        frequency_penalty=st.floats(-2.0, 2.0),
+        presence_penalty=st.floats(-2.0, 2.0),
+        logit_bias=st.dictionaries(st.integers(0, 5), st.floats(-100.0, 100.0), max_size=3),
+        max_tokens=st.just(8),
+        min_tokens=st.integers(0, 8),
+    )
+    row = st.lists(st.one_of(st.floats(-1e6, 1e6), st.just(float("-inf"))), min_size=6, max_size=6).filter(
+        lambda r: any(math.isfinite(v) for v in r[:5]))  # at least one token that is not the end token
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(params, row, st.lists(st.integers(0, 5), max_size=4))
+    def check(p, values, output):
+        logits = torch.tensor([values])
+        out = process_logits(logits, p, prompt_ids=torch.tensor([[1, 2]]), output_ids=torch.tensor([output], dtype=torch.long),
+                             eos_token_id=5)
+        probs = out.softmax(-1)
+        assert not torch.isnan(probs).any() and probs.sum().item() == pytest.approx(1.0, abs=1e-5)
+
+    check()
 
 
 def test_top_k_ties_boundary_and_greedy():
@@ -292,3 +379,27 @@ def test_a_filter_added_to_the_chain_acts_on_the_top_k_shortcut_and_the_long_way
     assert torch.isfinite(shortcut).sum() == 6 and torch.equal(torch.isfinite(shortcut), torch.isfinite(long_way))
     assert torch.equal(torch.isfinite(shortcut), x >= x.topk(2, dim=-1).values[:, -1:])
     torch.testing.assert_close(shortcut.softmax(-1), long_way.softmax(-1))
+
+
+def test_any_non_number_for_a_number_field_is_named():
+    """Property: NaN, ±inf, True/False, None, a string, or a value float32 cannot carry, in any numeric
+    field of SamplingParams, raises a ValueError naming the field and showing the value."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    fields = ["temperature", "top_k", "top_p", "min_p", "repetition_penalty", "frequency_penalty",
+              "presence_penalty", "max_tokens", "min_tokens"]
+    bad = st.sampled_from([math.nan, math.inf, -math.inf, True, False, None, "1", [1], -1, 1e-320, 1e39])
+
+    @settings(max_examples=200, deadline=None, derandomize=True)
+    @given(st.sampled_from(fields), bad)
+    def check(name, value):
+        if value in (1e-320, 1e39) and name not in ("temperature", "repetition_penalty"):
+            return  # (tiny or huge values are legal or clamped by the ranges of the other fields)
+        if value == -1 and name in ("frequency_penalty", "presence_penalty"):
+            return  # inside [-2, 2]
+        with pytest.raises(ValueError, match=name) as err:
+            SamplingParams(**{name: value})
+        assert repr(value) in str(err.value)
+
+    check()

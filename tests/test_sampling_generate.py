@@ -170,6 +170,21 @@ def test_bad_calls_raise_clear_errors(tiny_gpt):
         generate(model, [1], SamplingParams(top_k=5, stop_token_ids=list(range(300)), min_tokens=1), n=2)
 
 
+@pytest.mark.parametrize("device", ["tpu", "", 5, 1.5, ["cpu"]])
+def test_bad_device_names_the_parameter(tiny_gpt, device):
+    model = tiny_gpt().eval()
+    with pytest.raises(ValueError, match=r"device must be None or a device name such as 'cpu'.*got") as err:
+        generate(model, [1], SamplingParams(max_tokens=1), device=device)
+    assert repr(device) in str(err.value)
+    assert generate(model, [1], SamplingParams(max_tokens=1), device="cpu").token_ids  # the model's own device is fine
+
+
+@pytest.mark.parametrize("prompt", [None, 5, 2.5, {1: 2}])
+def test_prompt_that_is_not_text_or_ids_names_the_parameter(tiny_gpt, prompt):
+    with pytest.raises(ValueError, match=r"prompt must be a str or a non-empty list of token ids in \[0, 300\), got"):
+        generate(tiny_gpt().eval(), prompt, SamplingParams(max_tokens=1))
+
+
 def test_n_samples_stop_on_their_own_and_logprobs_are_the_processed_distribution(tiny_gpt):
     tok = StubTokenizer(["ab", "cd", "e"])
     model = tiny_gpt(1, block_size=48, vocab_size=tok.vocab_size).eval()

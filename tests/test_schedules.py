@@ -36,6 +36,23 @@ def test_warmup_reaches_base_lr_at_warmup_steps_then_decays_to_min():
     assert max(c) == pytest.approx(BASE) and c[-1] == pytest.approx(BASE * 0.1)
 
 
+def test_warmup_is_the_usual_ramp_one_step_ahead():
+    """The documented convention: (step + 1) / (warmup + 1), i.e. Hugging Face's step / warmup ramp
+    with one more warmup step, read one step later; theirs is 0 at step 0, ours is not."""
+    transformers = pytest.importorskip("transformers")
+    base, warmup, total = 0.1, 10, 100
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base)
+    hf = transformers.get_cosine_schedule_with_warmup(opt, num_warmup_steps=warmup + 1, num_training_steps=total)
+    theirs = []
+    for _ in range(warmup + 1):
+        theirs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        hf.step()
+    assert theirs[0] == 0.0 and lr_at(0, total, base, "warmup_cosine", warmup_steps=warmup) > 0
+    for step in range(warmup):
+        assert lr_at(step, total, base, "warmup_cosine", warmup_steps=warmup) == pytest.approx(theirs[step + 1], rel=1e-12)
+
+
 def test_one_cycle_peaks_in_the_middle():
     c = lr_curve("one_cycle", 101, BASE, min_lr_ratio=0.01)
     assert max(range(101), key=c.__getitem__) == 50 and c[50] == pytest.approx(BASE)
@@ -55,8 +72,12 @@ def test_every_schedule_is_a_pure_function_of_the_step():
         (dict(schedule="cosinus"), r"schedule must be one of constant, step, linear, cosine, warmup_cosine, one_cycle, got 'cosinus'"),
         (dict(step=-1), "step must be an int >= 0, got -1"),
         (dict(total_steps=0), "total_steps must be an int >= 1, got 0"),
-        (dict(base_lr=0.0), "base_lr must be a positive number, got 0.0"),
-        (dict(min_lr_ratio=1.5), r"min_lr_ratio must be in \[0, 1\], got 1.5"),
+        (dict(base_lr=0.0), "base_lr must be a finite positive number, got 0.0"),
+        (dict(base_lr=True), "base_lr must be a finite positive number, got True"),
+        (dict(base_lr=math.inf), "base_lr must be a finite positive number, got inf"),
+        (dict(min_lr_ratio=1.5), r"min_lr_ratio must be a number in \[0, 1\], got 1.5"),
+        (dict(min_lr_ratio=math.nan), r"min_lr_ratio must be a number in \[0, 1\], got nan"),
+        (dict(min_lr_ratio=False), r"min_lr_ratio must be a number in \[0, 1\], got False"),
         (dict(schedule="warmup_cosine", warmup_steps=100), "warmup_steps must be < total_steps=100, got 100"),
     ],
 )

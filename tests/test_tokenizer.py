@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+from helpers import tokenizer as tokenizer_module
 from helpers.corpus import load_corpus
 from helpers.tokenizer import EOT_TEXT, PATTERN, BPETokenizer
 
@@ -176,3 +177,123 @@ def test_bad_inputs(tok):
 def test_small_text_gives_smaller_vocab():
     t = BPETokenizer.train("ab ab ab", 1000)
     assert t.vocab_size < 1000 and t.decode(t.encode("ab ab xyz")) == "ab ab xyz"
+
+
+# -- the pre-split pattern: GPT-2's classes, and a custom pattern must keep every character -------------
+
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+def test_numerals_split_as_in_gpt2():
+    split = re.compile(PATTERN).findall
+    assert split("H₂O") == ["H", "₂", "O"]
+    assert split("x² and ½ of Ⅻ①") == ["x", "²", " and", " ½", " of", " Ⅻ①"]
+    assert split("a\x1cb") == ["a", "\x1c", "b"]  # U+001C is no white space for Unicode (nor for GPT-2)
+    t = BPETokenizer.train("H₂O H₂O H₂O H₂O", 300)
+    pieces = [t.decode_bytes([i]) for i in range(256, t.eot_id)]
+    assert not any("₂".encode() in p and (b"H" in p or b"O" in p) for p in pieces)  # no merge across classes
+
+
+def _assigned_chars() -> str:
+    import unicodedata
+
+    # characters that the running Python's Unicode tables know (newer tables may assign more)
+    return "".join(chr(c) for c in range(0x2FFFF) if unicodedata.category(chr(c)) not in ("Cn", "Cs"))
+
+
+def test_pattern_agrees_with_gpt2_on_random_text():
+    regex = pytest.importorskip("regex")
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    gpt2 = regex.compile(GPT2_PATTERN)
+    ours = re.compile(PATTERN)
+    chars = st.sampled_from(_assigned_chars()) | st.sampled_from(list(" \t\n\r'sdtvrelm0½₂\x1c\x85\xa0_"))
+
+    @settings(max_examples=400, deadline=None, derandomize=True)
+    @given(st.text(alphabet=chars, max_size=24))
+    def check(text):
+        assert ours.findall(text) == gpt2.findall(text)
+
+    check()
+
+
+def test_numeral_list_matches_unicode_tables():
+    import unicodedata
+
+    numerals = re.compile("[" + tokenizer_module._NUMERALS + "]")
+    listed = {c for c in _assigned_chars() if numerals.match(c)}
+    assert all(unicodedata.category(c) in ("No", "Nl") for c in listed)
+    if unicodedata.unidata_version == "14.0.0":  # the version the list was written from: exactly those
+        assert listed == {c for c in _assigned_chars() if unicodedata.category(c) in ("No", "Nl")}
+
+
+@pytest.mark.parametrize("pattern", [r"\w+", r"[a-z]+|\s+", r" ?\w+|\s"])
+def test_pattern_that_drops_characters_is_refused(pattern):
+    with pytest.raises(ValueError, match=r"pattern .* drops characters: .*would come back as"):
+        BPETokenizer.train("hello, world!", 300, pattern=pattern)
+    with pytest.raises(ValueError, match="drops characters"):
+        BPETokenizer([], pattern)
+
+
+def test_pattern_that_drops_characters_later_is_refused_at_encode():
+    # covers the probe text, but not a form feed
+    pattern = PATTERN.replace(r"|[^\S", r"|[^\S\x0c", 1).rsplit("|", 1)[0] + r"|[^\S\x0c\x1c-\x1f]+"
+    t = BPETokenizer([], pattern)
+    assert t.decode(t.encode("ok then\n")) == "ok then\n"
+    with pytest.raises(ValueError, match=r"drops characters.*lost: '\\x0c'"):
+        t.encode("page\x0cbreak")
+
+
+def test_bad_patterns():
+    with pytest.raises(ValueError, match="pattern must be a regular expression string, got NoneType"):
+        BPETokenizer([], None)
+    with pytest.raises(ValueError, match=r"pattern '\(' is not a valid regular expression"):
+        BPETokenizer([], "(")
+    with pytest.raises(ValueError, match=r"1 capturing group.*\(\?:\.\.\.\)"):
+        BPETokenizer([], r"(\S+)|\s+")
+
+
+@pytest.mark.parametrize("bad", [None, 5, "abc", b"ab", 3.0])
+def test_decode_names_bad_ids(tok, bad):
+    with pytest.raises(ValueError, match="ids must be a list .* of token ids|token ids must be ints"):
+        tok.decode(bad)
+
+
+def test_decode_zero_dim_tensor_is_refused(tok):
+    import torch
+
+    with pytest.raises(ValueError, match="ids must be a list"):
+        tok.decode(torch.tensor(5))
+    assert tok.decode(torch.tensor([72, 105])) == "Hi"
+
+
+def test_ties_go_to_the_smallest_pair():
+    t = BPETokenizer.train("cd\ncd\nab\nab", 258)  # (a, b) and (c, d) are seen twice each, nothing else
+    assert t.merges == [(ord("a"), ord("b"))]
+
+
+def test_end_of_text_string_is_ordinary_text(tok):
+    ids = tok.encode(EOT_TEXT)
+    assert tok.eot_id not in ids and len(ids) > 1 and tok.decode(ids) == EOT_TEXT
+
+
+def test_round_trip_property(tok):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40))
+    def check(text):
+        ids = tok.encode(text)
+        assert tok.decode(ids) == text
+        assert all(0 <= i < tok.eot_id for i in ids)
+
+    check()
+
+
+def test_tokenizer_data_with_booleans_as_ids_is_refused(tok):
+    data = tok.to_dict()
+    data["merges"] = [[True, 32], *data["merges"][1:]]  # JSON true would have been read as the id 1
+    with pytest.raises(ValueError, match=r"'merges' a list of \[int, int\] pairs"):
+        BPETokenizer.from_dict(data)

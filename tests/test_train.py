@@ -2,6 +2,7 @@
 
 import copy
 import math
+import re
 import sys
 
 import pytest
@@ -177,15 +178,35 @@ def test_one_sync_per_step(monkeypatch, tiny_gpt):
         (dict(batch_size=0), "batch_size must be an int >= 1, got 0"),
         (dict(steps=0), "steps must be an int >= 1, got 0"),
         (dict(grad_accum=0), "grad_accum must be an int >= 1, got 0"),
-        (dict(weight_decay=-0.1), "weight_decay must be a number >= 0, got -0.1"),
+        (dict(weight_decay=-0.1), "weight_decay must be a finite number >= 0, got -0.1"),
         (dict(optimizer="adamax"), "optimizer must be one of sgd, sgd_momentum, rmsprop, adam, adamw, got 'adamax'"),
         (dict(schedule="exp"), "schedule must be one of constant, step, linear, cosine, warmup_cosine, one_cycle"),
         (dict(schedule="warmup_cosine", warmup_steps=30), "warmup_steps must be < steps=30"),
-        (dict(momentum=1.0), r"momentum must be in \[0, 1\), got 1.0"),
+        (dict(momentum=1.0), r"momentum must be a number in \[0, 1\), got 1.0"),
         (dict(grad_clip=-1.0), "grad_clip must be None, 0"),
         (dict(patience=0), "patience must be an int >= 1, got 0"),
         (dict(patience=2, eval_every=None), "patience=2 needs evaluations: set eval_every >= 1"),
-        (dict(diverge_factor=1.0), "diverge_factor must be None or a number > 1"),
+        (dict(diverge_factor=1.0), "diverge_factor must be None or a finite number > 1"),
+        # not finite, or True/False where a number belongs: refused at once, not "diverged" later
+        (dict(weight_decay=math.nan), "weight_decay must be a finite number >= 0, got nan"),
+        (dict(weight_decay=math.inf), "weight_decay must be a finite number >= 0, got inf"),
+        (dict(weight_decay=True), "weight_decay must be a finite number >= 0, got True"),
+        (dict(grad_clip=math.nan), "grad_clip must be None, 0 .* got nan"),
+        (dict(grad_clip=math.inf), "grad_clip must be None, 0 .* got inf"),
+        (dict(grad_clip=True), "grad_clip must be None, 0 .* got True"),
+        (dict(diverge_factor=math.nan), "diverge_factor must be None or a finite number > 1, got nan"),
+        (dict(diverge_factor=True), "diverge_factor must be None or a finite number > 1, got True"),
+        (dict(lr=True), "lr must be a positive number, got True"),
+        (dict(lr=math.nan), "lr must be a positive number, got nan"),
+        (dict(momentum=False), r"momentum must be a number in \[0, 1\), got False"),
+        (dict(min_lr_ratio=math.nan), "min_lr_ratio must be a number in"),
+        (dict(betas=None), r"betas must be two numbers in \[0, 1\), got None"),
+        (dict(betas=(0.9, math.nan)), r"betas must be two numbers in \[0, 1\), got \(0.9, nan\)"),
+        (dict(betas=(0.9,)), r"betas must be two numbers"),
+        (dict(seed=2**64), r"seed must be an int in 0..9223372036854775807 \(2\*\*63 - 1\), got 18446744073709551616"),
+        (dict(seed=-1), "seed must be an int >= 0, got -1"),
+        (dict(progress="yes"), "progress must be True or False, got 'yes'"),
+        (dict(device=5), "device must be None or a device name"),
     ],
 )
 def test_bad_config(kwargs, match):
@@ -198,6 +219,33 @@ def test_bad_train_input(tiny_gpt):
         train(tiny_gpt(), _pattern_data(), _config(block_size=32))
     with pytest.raises(ValueError, match="data must be a TokenSplits"):
         train(tiny_gpt(), torch.arange(100), _config())
+
+
+def test_any_non_number_for_a_number_field_is_named():
+    """Property: NaN, ±inf, True/False, None or a string in any numeric field of TrainConfig raises a
+    ValueError whose message names the field and shows the value (never later, never a TypeError)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    # None is allowed where the field documents it (off / default)
+    fields = {"steps": False, "batch_size": False, "lr": False, "momentum": False, "weight_decay": False,
+              "warmup_steps": False, "min_lr_ratio": False, "grad_clip": True, "grad_accum": False,
+              "eval_batches": False, "diverge_factor": True, "seed": False, "patience": True, "eval_every": True,
+              "block_size": True}
+    bad = st.sampled_from([math.nan, math.inf, -math.inf, True, False, None, "1", [1], 2**64, -1])
+
+    @settings(max_examples=200, deadline=None, derandomize=True)
+    @given(st.sampled_from(sorted(fields)), bad)
+    def check(name, value):
+        if value is None and fields[name]:
+            return
+        if value == 2**64 and name != "seed":
+            return  # a huge int is a legal size or count
+        with pytest.raises(ValueError, match=re.escape(name)) as err:
+            _config(**{name: value})
+        assert repr(value) in str(err.value)
+
+    check()
 
 
 def test_loss_on_fixed_windows_sees_the_same_windows_every_call(tiny_gpt):

@@ -39,6 +39,9 @@ def test_validate_space_gives_optuna_distributions():
         ({"type": "categorical", "choices": []}, ["'p'", "choices"]),
         ({"type": "float", "low": 0, "high": 1, "lo": 2}, ["'p'", "unknown keys"]),
         ({"type": "float", "low": 0, "high": 1, "log": "yes"}, ["'p'", "log must be True or False"]),
+        ({"type": "float", "low": 0, "high": float("inf")}, ["'p'", "high must be a finite number", "inf"]),
+        ({"type": "float", "low": float("nan"), "high": 1}, ["'p'", "low must be a finite number", "nan"]),
+        ({"type": "float", "low": 0, "high": 1, "step": float("nan")}, ["'p'", "step must be a positive number"]),
         ("float", ["'p'", "must be a dict"]),
     ],
 )
@@ -102,6 +105,9 @@ def test_sampler_and_pruner_names():
         assert isinstance(tuning.make_pruner(name, min_steps=5, max_steps=50), optuna.pruners.BasePruner)
     with pytest.raises(ValueError, match="sampler must be one of"):
         tuning.make_sampler("bayes")
+    for bad in (True, -1, 2**32, 2.5):
+        with pytest.raises(ValueError, match=rf"seed must be None or an int in \[0, 2\*\*32\).*got {bad!r}"):
+            tuning.make_sampler("random", bad)
     with pytest.raises(ValueError, match="pruner must be one of"):
         tuning.make_pruner("mean")
     with pytest.raises(ValueError, match="space="):
@@ -142,6 +148,20 @@ def test_study_persists_in_storage_and_exports_rows(tmp_path, kind):
     path = tuning.write_csv(rows, tmp_path / "trials.csv")
     with path.open() as f:
         assert len(list(csv.DictReader(f))) == 5
+
+
+def test_interrupted_csv_write_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tuning.write_csv([{"a": 1}, {"a": 2}], tmp_path / "trials.csv")
+    before = path.read_text()
+
+    def crash(self, rows):
+        raise KeyboardInterrupt("power cut")
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", crash)
+    with pytest.raises(KeyboardInterrupt):
+        tuning.write_csv([{"a": 3}], path)
+    assert path.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["trials.csv"]
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_best_so_far_skips_missing_values():

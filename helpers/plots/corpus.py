@@ -14,7 +14,8 @@ def plot_token_counts(labels: Sequence[str], counts: Sequence[int], title: str =
     fig, ax = plt.subplots(figsize=(6, 0.28 * len(labels) + 1))
     y = range(len(labels))
     ax.barh(list(y), list(counts), color="C0")
-    ax.set_yticks(list(y), [repr(s) for s in labels], fontsize=8, family="monospace")
+    # plain text: a token such as ' $$' would otherwise be parsed as mathtext (and fail)
+    ax.set_yticks(list(y), [repr(s) for s in labels], fontsize=8, family="monospace", parse_math=False)
     ax.invert_yaxis()  # the most frequent at the top
     ax.set_xlabel(xlabel)
     ax.set_title(title)

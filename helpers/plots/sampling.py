@@ -17,6 +17,11 @@ def _label(token_id: int, token_str: Callable[[int], str] | None) -> str:
     return repr(token_str(token_id)) if token_str is not None else str(token_id)
 
 
+# Token labels are drawn as plain text: with mathtext on, a token such as ' $$' or '$x$' is parsed
+# as a formula (or fails to parse and the whole figure fails).
+PLAIN = {"parse_math": False}
+
+
 def _top_ids(probs: torch.Tensor, top: int) -> list[int]:
     return probs.topk(min(top, probs.numel())).indices.tolist()
 
@@ -40,8 +45,8 @@ def plot_filter_steps(steps: Sequence[tuple[str, torch.Tensor]], token_str: Call
         ax.plot(np.flatnonzero(removed), np.zeros(removed.sum()), "x", color="C3", ms=6)
         alive = int((probs > 0).sum())
         ent = float(entropy(probs[probs > 0]))
-        ax.set_title(f"{name}\n{alive} tokens left, entropy {ent:.2f} nats", fontsize=9)
-        ax.set_xticks(range(len(ids)), labels, rotation=70, fontsize=7, family="monospace")
+        ax.set_title(f"{name}\n{alive} tokens left, entropy {ent:.2f} nats", fontsize=9, **PLAIN)
+        ax.set_xticks(range(len(ids)), labels, rotation=70, fontsize=7, family="monospace", **PLAIN)
         ax.grid(axis="y", alpha=0.3)
     for ax in axes.flat[len(steps):]:
         ax.axis("off")
@@ -96,7 +101,7 @@ def plot_metric_lines(xs: Sequence, series: Mapping[str, Sequence[float]], xlabe
             ax.bar(positions, values, color="C0")
         else:
             ax.plot(positions, values, "o-")
-        ax.set_xticks(list(positions), [str(x) for x in xs], fontsize=8, rotation=60 if bars else 0)
+        ax.set_xticks(list(positions), [str(x) for x in xs], fontsize=8, rotation=60 if bars else 0, **PLAIN)
         ax.set(xlabel=xlabel, ylabel=(ylabels or {}).get(name, name), title=name)
         ax.grid(alpha=0.3)
     if title:
@@ -147,7 +152,7 @@ def plot_playground(raw: torch.Tensor, processed: torch.Tensor, token_str: Calla
     x = np.arange(len(ids))
     ax.bar(x, raw[ids].numpy(), color="none", edgecolor="grey", label="model (T = 1, no filter)")
     ax.bar(x, processed[ids].numpy(), width=0.6, color="C0", label="after your settings")
-    ax.set_xticks(x, [_label(i, token_str) for i in ids], rotation=70, fontsize=7, family="monospace")
+    ax.set_xticks(x, [_label(i, token_str) for i in ids], rotation=70, fontsize=7, family="monospace", **PLAIN)
     ax.set(ylabel="probability", ylim=(0, 1.02))
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -43,7 +43,8 @@ def apply_repetition_penalty(logits: torch.Tensor, seen_ids: torch.Tensor, penal
     if penalty == 1.0 or seen_ids.shape[-1] == 0:
         return logits
     score = logits.gather(1, seen_ids)  # (B, L)
-    score = torch.where(score > 0, score / penalty, score * penalty)
+    # a huge positive logit divided by a small θ must stay finite (+inf would become NaN after the shift)
+    score = torch.where(score > 0, (score / penalty).clamp_max(torch.finfo(score.dtype).max), score * penalty)
     return logits.scatter(1, seen_ids, score)
 
 
@@ -94,12 +95,15 @@ def apply_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Nucleus: sort descending, keep the smallest prefix whose probability mass reaches ``top_p``.
 
     The token that crosses p is kept (its mass *before* it is still < p), so at least one survives.
+    A prefix that reaches p exactly ends there: [.5, .3, .1, .1] with p = .8 keeps two tokens.
     """
     if top_p >= 1.0:
         return logits
     sorted_logits, order = logits.sort(dim=-1, descending=True)
     probs = sorted_logits.softmax(dim=-1)
-    mass_before = probs.cumsum(dim=-1) - probs  # (B, V) probability of all more likely tokens
+    # (B, V) mass of all more likely tokens: an exclusive cumulative sum. (cumsum - probs would round:
+    # in float32 0.8000000119 - 0.0999999940 falls below 0.8 and keeps one token too many.)
+    mass_before = torch.cat([torch.zeros_like(probs[:, :1]), probs[:, :-1].cumsum(dim=-1)], dim=-1)
     drop_sorted = mass_before >= top_p
     drop_sorted[:, 0] = False
     drop = drop_sorted.scatter(1, order, drop_sorted)  # back to vocabulary order
@@ -196,8 +200,11 @@ def process_logits(logits: torch.Tensor, params: SamplingParams, prompt_ids: tor
     greedy choice survives. ``softmax`` of the result is the distribution the sampler draws from
     (up to a constant shift per row, the result is the processed logits).
     """
-    if logits.dim() != 2:
-        raise ValueError(f"logits must have shape (B, V), got {tuple(logits.shape)}")
+    if not isinstance(params, SamplingParams):
+        raise ValueError(f"params must be a SamplingParams, got {type(params).__name__}")
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or not logits.is_floating_point():
+        shape = f"shape {tuple(logits.shape)}, dtype {logits.dtype}" if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"logits must be a float tensor of shape (B, V), got {shape}")
     if bool(torch.isnan(logits).any() | torch.isposinf(logits).any()):
         raise ValueError("logits must not contain NaN or +inf")
     B, V = logits.shape

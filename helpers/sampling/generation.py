@@ -99,6 +99,9 @@ def _prompt_ids(prompt: str | Sequence[int] | torch.Tensor, tokenizer: Tokenizer
             raise ValueError("a text prompt needs a tokenizer: pass tokenizer=..., or give the prompt as token ids")
         ids = tokenizer.encode(prompt) if prompt else [tokenizer.eot_id]  # "" = start of a new document
     else:
+        if not isinstance(prompt, (torch.Tensor, Sequence)):
+            raise ValueError(f"prompt must be a str or a non-empty list of token ids in [0, {vocab_size}), "
+                             f"got {type(prompt).__name__}: {prompt!r:.40}")
         ids = prompt.flatten().tolist() if isinstance(prompt, torch.Tensor) else list(prompt)
         if not ids or not all(_is_int(i) and 0 <= i < vocab_size for i in ids):
             raise ValueError(f"prompt must be a str or a non-empty list of token ids in [0, {vocab_size}), got {prompt!r}")
@@ -190,8 +193,17 @@ def _setup(model: LanguageModel, prompt, params: SamplingParams | None, tokenize
         raise ValueError(f"params must be a SamplingParams, got {type(params).__name__}")
     if not _is_int(n) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
-    if device is not None and torch.device(device).type != model.device.type:
-        raise ValueError(f"device={device!s} but the model is on {model.device}; move it first: model.to({str(device)!r})")
+    if device is not None:
+        try:
+            if not isinstance(device, (str, torch.device)):  # torch.device(5) would mean cuda:5
+                raise TypeError
+            wanted = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must be None or a device name such as {str(model.device.type)!r} (where the "
+                             f"model is), got {device!r}") from None
+        if wanted.type != model.device.type:
+            raise ValueError(f"device={device!s} but the model is on {model.device}; move it first: "
+                             f"model.to({str(device)!r})")
     if params.stop and tokenizer is None:
         raise ValueError("stop strings are matched on text and need a tokenizer (or use stop_token_ids)")
     V, block = model.config.vocab_size, model.config.block_size

@@ -7,6 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 MAX_STOP_STRINGS = 8
+# The sampler works in float32: logits / T and logit / θ must stay finite and a nonzero T must not
+# round to 0 (1e-320 does) or to inf (1e39 does). Inside this range both hold with room to spare.
+SCALE_RANGE = (1e-30, 1e30)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -35,11 +38,11 @@ class SamplingParams:
     Frozen, so that no value skips validation: ``params.replace(temperature=0.5)`` makes a changed copy.
     """
 
-    temperature: float = 1.0  # logits / T; 0 = greedy (argmax; cutting filters ignored)
+    temperature: float = 1.0  # logits / T; 0 = greedy (argmax; cutting filters ignored); else in SCALE_RANGE
     top_k: int = 0  # keep the k most likely tokens (ties with the k-th kept); 0 = off
     top_p: float = 1.0  # keep the smallest most-likely set whose mass reaches p; 1 = off
     min_p: float = 0.0  # keep tokens with p >= min_p * p_max; 0 = off
-    repetition_penalty: float = 1.0  # seen tokens (prompt + output): logit / θ if > 0 else logit * θ
+    repetition_penalty: float = 1.0  # seen tokens (prompt + output): logit / θ if > 0 else logit * θ; θ in SCALE_RANGE
     frequency_penalty: float = 0.0  # logit -= count_in_output * α_f
     presence_penalty: float = 0.0  # logit -= α_p if the token is in the output at all
     logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
@@ -54,14 +57,17 @@ class SamplingParams:
         def set_(name: str, value: object) -> None:  # normalise a field of the frozen instance
             object.__setattr__(self, name, value)
 
-        set_("temperature", _check_number("temperature", self.temperature, 0, math.inf,
-                                          "a finite float >= 0", hi_open=True))
+        lo, hi = SCALE_RANGE
+        allowed_t = "0 (greedy) or a float in [1e-30, 1e30] (what float32 arithmetic can carry)"
+        set_("temperature", _check_number("temperature", self.temperature, 0, hi, allowed_t))
+        if 0 < self.temperature < lo:
+            raise ValueError(f"temperature must be {allowed_t}, got {self.temperature!r}")
         if not _is_int(self.top_k) or self.top_k < 0:
             raise ValueError(f"top_k must be an int >= 0 (0 = off), got {self.top_k!r}")
         set_("top_p", _check_number("top_p", self.top_p, 0, 1, "in (0, 1]", lo_open=True))
         set_("min_p", _check_number("min_p", self.min_p, 0, 1, "in [0, 1]"))
-        set_("repetition_penalty", _check_number("repetition_penalty", self.repetition_penalty, 0, math.inf,
-                                                 "a finite float > 0 (1 = off)", lo_open=True, hi_open=True))
+        set_("repetition_penalty", _check_number("repetition_penalty", self.repetition_penalty, lo, hi,
+                                                 "a float in [1e-30, 1e30] (1 = off)"))
         for name in ("frequency_penalty", "presence_penalty"):
             set_(name, _check_number(name, getattr(self, name), -2, 2, "in [-2, 2]"))
         if not isinstance(self.logit_bias, Mapping):

@@ -39,8 +39,8 @@ QUADRATIC_SPACE = {"x": {"type": "float", "low": -5.0, "high": 5.0}, "y": {"type
 def quadratic_objective(sleep: float = 0.0) -> Callable[[optuna.Trial], float]:
     """A cheap objective for workers and tests: ``(x - 1)^2 + (y + 2)^2``, optionally slowed down
     by ``sleep`` seconds per trial to stand in for training."""
-    if not isinstance(sleep, (int, float)) or sleep < 0:
-        raise ValueError(f"sleep must be a number >= 0, got {sleep!r}")
+    if not isinstance(sleep, (int, float)) or isinstance(sleep, bool) or not 0 <= sleep < math.inf:
+        raise ValueError(f"sleep must be a finite number of seconds >= 0, got {sleep!r}")
 
     def objective(trial: optuna.Trial) -> float:
         p = suggest(trial, QUADRATIC_SPACE)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,15 +35,26 @@ def trial_rows(study: optuna.Study) -> Table:
 
 
 def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Write rows (e.g. ``trial_rows(study)``) as a CSV file; columns are the union of the keys."""
+    """Write rows (e.g. ``trial_rows(study)``) as a CSV file; columns are the union of the keys.
+
+    The file is written next to ``path`` and renamed into place, so an interrupted write leaves an
+    earlier file of that name as it was.
+    """
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
     path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

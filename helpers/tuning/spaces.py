@@ -45,15 +45,17 @@ def validate_space(space: Mapping[str, Mapping[str, Any]]) -> dict[str, BaseDist
         low, high, log, step = spec.get("low"), spec.get("high"), spec.get("log", False), spec.get("step")
         number = int if kind == "int" else (int, float)
         for key, value in (("low", low), ("high", high)):
-            if not isinstance(value, number) or isinstance(value, bool):
-                raise ValueError(f"space[{name!r}]: {key} must be a{'n int' if kind == 'int' else ' number'}, got {value!r}")
+            if not isinstance(value, number) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"space[{name!r}]: {key} must be a{'n int' if kind == 'int' else ' finite number'}, "
+                                 f"got {value!r}")
         if not low < high:
             raise ValueError(f"space[{name!r}]: low must be < high, got low={low!r}, high={high!r}")
         if not isinstance(log, bool):
             raise ValueError(f"space[{name!r}]: log must be True or False, got {log!r}")
         if log and low <= 0:
             raise ValueError(f"space[{name!r}]: log=True needs low > 0, got low={low!r}")
-        if step is not None and (log or not isinstance(step, number) or isinstance(step, bool) or step <= 0):
+        if step is not None and (log or not isinstance(step, number) or isinstance(step, bool)
+                                 or not 0 < step < math.inf):
             raise ValueError(f"space[{name!r}]: step must be a positive number and cannot go with log, got {step!r}")
         if kind == "int":
             out[name] = IntDistribution(low, high, log=log, step=step or 1)

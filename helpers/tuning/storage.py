@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import sqlite3
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -10,8 +13,60 @@ from typing import Any
 import optuna
 
 
+def sqlite_lock(path: str | Path) -> str | None:
+    """Which lock another process holds on the SQLite file ``path``, found without waiting: None (none
+    that stops us), ``"RESERVED"`` (a write transaction is open: reading works, writing waits) or
+    ``"EXCLUSIVE"`` (a commit is under way, or a transaction took the whole file: even reading waits)."""
+    if not Path(path).is_file():
+        return None
+    con = sqlite3.connect(str(path), timeout=0, isolation_level=None)
+    try:
+        try:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError as err:
+            if "locked" in str(err) or "busy" in str(err):
+                return "EXCLUSIVE"
+            raise
+        try:
+            con.execute("BEGIN IMMEDIATE")  # asks for the RESERVED lock that every writer needs
+        except sqlite3.OperationalError as err:
+            if "locked" in str(err) or "busy" in str(err):
+                return "RESERVED"
+            raise
+        con.execute("ROLLBACK")
+        return None
+    finally:
+        con.close()
+
+
+def _locked_message(url: str, db: str, lock: str, waited: float | None) -> str:
+    what = ("a write transaction is open (a RESERVED lock): reading works, writing must wait"
+            if lock == "RESERVED" else "a commit is under way or a transaction holds the whole file "
+            "(an EXCLUSIVE lock): even reading must wait")
+    head = f"storage {url!r}: the SQLite file {db!r} is locked by another process; {what}"
+    if waited is None:
+        return head
+    return (f"{head}. Still locked after {waited:g} s (lock_timeout / --lock-timeout): stop the process that "
+            f"holds it (on Linux and macOS `fuser {db}` or `lsof {db}` names it), or wait longer")
+
+
+def _wait_for_unlock(url: str, db: str, lock_timeout: float) -> None:
+    """Return once no other process holds a lock on ``db``; report a lock at once, give up after ``lock_timeout``."""
+    lock = sqlite_lock(db)
+    if lock is None:
+        return
+    print(_locked_message(url, db, lock, None) + f"; waiting up to {lock_timeout:g} s", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + lock_timeout
+    while lock is not None:
+        if time.monotonic() >= deadline:
+            raise ValueError(_locked_message(url, db, lock, lock_timeout))
+        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        lock = sqlite_lock(db)
+    print(f"storage {url!r}: the lock is gone; going on", file=sys.stderr, flush=True)
+
+
 def make_storage(url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None,
-                 max_retry: int = 2) -> optuna.storages.BaseStorage:
+                 max_retry: int = 2, lock_timeout: float = 30.0) -> optuna.storages.BaseStorage:
     """Open the storage at ``url``, checked first: ``sqlite:///study.db`` (one machine),
     ``postgresql://user:pw@host/db`` or ``mysql://...`` (many machines), or ``journal:PATH`` (an
     append-only log file, safe on network file systems).
@@ -19,9 +74,16 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     With ``heartbeat_interval`` (seconds; database URLs only) every running trial writes a
     heartbeat; a trial whose worker died (no heartbeat for ``grace_period``) is marked failed and
     queued again with the same parameters, up to ``max_retry`` times.
+
+    ``lock_timeout`` (seconds) bounds every wait for a SQLite file that another process holds
+    locked. A file that is locked when the storage opens is reported at once on stderr (with the
+    kind of lock), and after ``lock_timeout`` seconds still locked raises a ``ValueError`` that says
+    so, instead of a silent wait of minutes.
     """
     if not isinstance(url, str) or not url.strip():
         raise ValueError(f"storage must be a URL such as sqlite:///study.db, got {url!r}")
+    if not isinstance(lock_timeout, (int, float)) or isinstance(lock_timeout, bool) or not 0 <= lock_timeout < math.inf:
+        raise ValueError(f"lock_timeout must be a finite number of seconds >= 0, got {lock_timeout!r}")
     if url.startswith("journal:"):
         path = Path(url[len("journal:"):].removeprefix("//"))
         if not path.name or not path.parent.is_dir():
@@ -47,7 +109,10 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
                              "cannot be shared or resumed")
         if not Path(db).resolve().parent.is_dir():
             raise ValueError(f"storage {url!r}: folder {str(Path(db).resolve().parent)!r} does not exist")
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}  # wait for the other writers' locks
+        # each statement waits up to lock_timeout for the other writers' locks (SQLite's busy timeout)
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": lock_timeout}}
+        _wait_for_unlock(url, db, lock_timeout)
+    deadline = time.monotonic() + lock_timeout
     for attempt in range(5):  # two processes creating the tables of a new file at once may collide
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; we rely on them
@@ -59,7 +124,11 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
                 return optuna.storages.RDBStorage(url, **kwargs)
         except ImportError as err:
             raise ValueError(f"storage {url!r}: the database driver is not installed ({err})") from err
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as err:
+            locked = backend == "sqlite" and "locked" in str(err)
+            if locked and (attempt == 4 or time.monotonic() >= deadline):
+                lock = sqlite_lock(parsed.database or "") or "EXCLUSIVE"
+                raise ValueError(_locked_message(url, parsed.database or "", lock, lock_timeout)) from err
             if attempt == 4:
                 raise
             time.sleep(0.2 * (attempt + 1))

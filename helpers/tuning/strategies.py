@@ -17,6 +17,8 @@ def make_sampler(name: str, seed: int | None = None, *, space: Mapping[str, Mapp
                  per_axis: int = 4, n_startup_trials: int = 10) -> optuna.samplers.BaseSampler:
     """A sampler by name: ``random``, ``grid`` (needs ``space``), ``tpe`` (Bayesian), ``cmaes``
     (evolutionary; needs the ``cmaes`` package) or ``nsga2`` (evolutionary, multi-objective)."""
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32):
+        raise ValueError(f"seed must be None or an int in [0, 2**32) (NumPy's seed range), got {seed!r}")
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":

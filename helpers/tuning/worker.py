@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import optuna
@@ -23,8 +26,57 @@ _DESCRIPTION = "Hyperparameter optimisation with Optuna: search spaces as data, 
 _SLOT_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
 
+# Optuna's journal storage has no heartbeats; the workers keep their own, as a system attribute of
+# each running trial, so that a trial whose worker was killed is recognised, failed and retried.
+_BEAT = "journal_heartbeat"
+_GRACE = 3  # a running trial with no heartbeat for this many intervals counts as abandoned
+
+
 class _OverBudget(Exception):
     """Raised inside a trial that another worker's trial beat to the last slot."""
+
+
+@contextlib.contextmanager
+def _journal_heartbeat(storage: optuna.storages.BaseStorage, trial_id: int, interval: float) -> Iterator[None]:
+    """Write the time into the trial every ``interval`` seconds while the block runs (a daemon thread)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                storage.set_trial_system_attr(trial_id, _BEAT, time.time())
+            except Exception:  # the trial finished (or was failed by another worker): stop beating
+                return
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _fail_stale_journal_trials(study: optuna.Study, interval: float, max_retry: int = 2) -> list[int]:
+    """Fail every running trial whose worker stopped beating, and queue it again with the same
+    parameters (as Optuna's database heartbeats do); returns the numbers of the failed trials."""
+    storage, now, failed = study._storage, time.time(), []
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        started = t.datetime_start.timestamp() if t.datetime_start is not None else now
+        if now - max(t.system_attrs.get(_BEAT, 0.0), started) <= _GRACE * interval:
+            continue
+        try:
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # it finished after all, or another worker failed it first
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry(study, storage.get_trial(t._trial_id))
+        failed.append(t.number)
+    return failed
 
 
 GPT_WORKER_SPACE = {
@@ -53,22 +105,29 @@ def _gpt_worker_objective(steps: int, seed: int, space_file: str | None) -> GPTO
 
 def run_worker(study: str, storage: str, trials: int, objective: str = "quadratic", sampler: str = "tpe",
                seed: int | None = None, sleep: float = 0.0, steps: int = 200, heartbeat: int | None = 2,
-               space_file: str | None = None) -> int:
+               space_file: str | None = None, lock_timeout: float = 30.0) -> int:
     """Work on the shared study ``study`` in ``storage`` until it holds ``trials`` finished trials.
 
     Any number of workers may run this at once, on one machine or many (with a database server).
     Each trial takes a slot; a trial that lost a race for the last slot is marked failed with the
     user attribute ``over_budget`` and not run, so the study ends with exactly ``trials`` finished
-    trials. With ``heartbeat`` (database storages), trials of a killed worker are retried, and a
-    worker with nothing left to start waits for running trials until the study is complete.
-    Returns how many trials this worker finished.
+    trials. With ``heartbeat`` (seconds), trials of a killed worker are failed and retried with the
+    same parameters, and a worker with nothing left to start waits for running trials until the
+    study is complete: Optuna's heartbeats for databases, the workers' own for a journal file
+    (``journal:PATH``). Without heartbeats a killed worker's trial stays RUNNING and holds its slot,
+    so the study ends one trial short. ``lock_timeout``: how long to wait for a locked SQLite file
+    (see ``make_storage``). Returns how many trials this worker finished.
     """
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise ValueError(f"trials must be a positive int, got {trials!r}")
     if objective not in ("quadratic", "gpt"):
         raise ValueError(f"objective must be 'quadratic' or 'gpt', got {objective!r}")
+    if not isinstance(sleep, (int, float)) or isinstance(sleep, bool) or not 0 <= sleep < math.inf:
+        raise ValueError(f"sleep must be a finite number of seconds >= 0, got {sleep!r}")
+    if heartbeat is not None and (not isinstance(heartbeat, int) or isinstance(heartbeat, bool) or heartbeat < 1):
+        raise ValueError(f"heartbeat must be None (off) or an int >= 1 (seconds), got {heartbeat!r}")
     journal = storage.startswith("journal:") if isinstance(storage, str) else False
-    store = make_storage(storage, heartbeat_interval=None if journal else heartbeat)
+    store = make_storage(storage, heartbeat_interval=None if journal else heartbeat, lock_timeout=lock_timeout)
     s = optuna.create_study(study_name=study, storage=store, load_if_exists=True,
                             sampler=make_sampler(sampler, seed, n_startup_trials=5))
     fn = quadratic_objective(sleep) if objective == "quadratic" else _gpt_worker_objective(steps, seed or 0, space_file)
@@ -78,6 +137,9 @@ def run_worker(study: str, storage: str, trials: int, objective: str = "quadrati
         if len(ahead) >= trials:
             trial.set_user_attr("over_budget", True)
             raise _OverBudget(f"the study already has {trials} trials")
+        if journal and heartbeat:
+            with _journal_heartbeat(store, trial._trial_id, heartbeat):
+                return fn(trial)
         return fn(trial)
 
     states: list[TrialState] = []  # of the trials this worker ran
@@ -89,8 +151,13 @@ def run_worker(study: str, storage: str, trials: int, objective: str = "quadrati
             break
         taken = sum(counts[state] for state in _SLOT_STATES)
         if taken >= trials and not counts[TrialState.WAITING]:
-            if journal or not heartbeat:  # nobody can tell a dead worker's trial from a slow one
+            if not heartbeat:  # nobody can tell a dead worker's trial from a slow one
                 break
+            if journal:
+                if _fail_stale_journal_trials(s, heartbeat):
+                    continue  # a retry is waiting now
+                time.sleep(heartbeat / 2)
+                continue
             time.sleep(heartbeat / 2)  # others still run trials; theirs may fail and come back
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -115,17 +182,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     w.add_argument("--steps", type=int, default=200, help="training steps per gpt trial")
     w.add_argument("--space", default=None, help="JSON file with the gpt search space (default: GPT_WORKER_SPACE)")
     w.add_argument("--heartbeat", type=int, default=2, help="seconds between heartbeats (0 = off)")
+    w.add_argument("--lock-timeout", type=float, default=30.0,
+                   help="seconds to wait for a SQLite file that another process holds locked (default 30)")
     s = sub.add_parser("show", help="print the trials of a study")
     s.add_argument("--study", required=True)
     s.add_argument("--storage", required=True)
+    s.add_argument("--lock-timeout", type=float, default=30.0, help="as for worker")
     args = parser.parse_args(argv)
     if args.command == "worker":
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         n = run_worker(args.study, args.storage, args.trials, args.objective, args.sampler, args.seed,
-                       args.sleep, args.steps, args.heartbeat or None, args.space)
+                       args.sleep, args.steps, args.heartbeat or None, args.space, args.lock_timeout)
         print(f"worker {os.getpid()}: finished {n} trial(s) of study {args.study!r}")
     else:
-        study = optuna.load_study(study_name=args.study, storage=make_storage(args.storage))
+        study = optuna.load_study(study_name=args.study, storage=make_storage(args.storage,
+                                                                              lock_timeout=args.lock_timeout))
         for row in trial_rows(study):
             print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
 

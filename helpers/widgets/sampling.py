@@ -3,7 +3,9 @@ produce, and a continuation sampled with them.
 
 The callback only calls pure functions of ``helpers.sampling`` and ``helpers.plots.sampling``, so
 the widget can be tested without a browser by setting the controls' values from Python. An invalid
-combination (say min_tokens > max_tokens) shows the ValueError's message instead of a traceback.
+combination (say min_tokens > max_tokens) shows the ValueError's message instead of a traceback, and
+clears the readout, the chart and the sample, so nothing on screen pretends to belong to the invalid
+settings. Any other failure (in drawing the chart, say) is shown the same way, never a traceback.
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ def sampling_playground(model, tokenizer, prompt: str = "Once upon a time", seed
     for w, css in [(readout, "readout"), (sample, "sample"), (error, "error"), (chart, "chart")]:
         w.add_class(f"playground-{css}")
 
+    def show_error(message: str) -> None:
+        error.value = message
+        readout.value = ""
+        sample.value = "<i>no sample for these settings</i>"
+        chart.value = b""  # an empty image: the old chart would look like the answer to the new settings
+
     def update(*_) -> None:
         values = {name: w.value for name, w in controls.items()}
         text = values.pop("prompt")
@@ -60,17 +68,21 @@ def sampling_playground(model, tokenizer, prompt: str = "Once upon a time", seed
             params = SamplingParams(**values)
             raw, processed = next_token_distribution(model, text, params, tokenizer)
             completion = generate(model, text, params, tokenizer)
+            png = figure_png(plot_playground(raw, processed, tokenizer.token_str, top))
+            summary = distribution_summary(processed, tokenizer.token_str)
         except ValueError as err:  # show the message in the widget instead of a traceback
-            error.value = f"<b style='color:#b00'>ValueError:</b> {html.escape(str(err))}"
+            show_error(f"<b style='color:#b00'>ValueError:</b> {html.escape(str(err))}")
+            return
+        except Exception as err:  # a widget callback has nowhere else to report to
+            show_error(f"<b style='color:#b00'>{type(err).__name__}:</b> {html.escape(str(err))}")
             return
         error.value = ""
         readout.value = (f"<code>T = {params.temperature:.2f}, top_k = {params.top_k}, top_p = {params.top_p:.2f}, "
-                         f"min_p = {params.min_p:.2f}: {html.escape(distribution_summary(processed, tokenizer.token_str))}"
-                         "</code>")
+                         f"min_p = {params.min_p:.2f}: {html.escape(summary)}</code>")
         sample.value = (f"<pre style='white-space: pre-wrap'><b>{html.escape(text)}</b>{html.escape(completion.text)}"
                         f"</pre><small>{len(completion.token_ids)} tokens, finish_reason "
                         f"{completion.finish_reason!r}</small>")
-        chart.value = figure_png(plot_playground(raw, processed, tokenizer.token_str, top))
+        chart.value = png
 
     def sample_again(_) -> None:
         controls["seed"].value += 1  # triggers update

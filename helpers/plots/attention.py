@@ -1,0 +1,154 @@
+"""Plots for notebook 04: attention maps, head measures, positions, the KV cache and its timing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+
+def _map_on(ax: plt.Axes, weights: torch.Tensor, labels: Sequence[str] | None, title: str, small: bool,
+            highlight: Sequence[int] = ()) -> None:
+    w = weights.detach().float().cpu().numpy()
+    ax.imshow(w, cmap="Blues", vmin=0, vmax=max(float(w.max()), 1e-9), interpolation="nearest")
+    ax.set_title(title, fontsize=8 if small else 10)
+    if labels is not None and not small:
+        ticks = range(len(labels))
+        ax.set_xticks(ticks, labels, rotation=90, fontsize=7)
+        ax.set_yticks(ticks, labels, fontsize=7)
+        ax.set(xlabel="key (looked at)", ylabel="query (looking)")
+        for i in highlight:  # mark chosen tokens (say, a name) in red on both axes
+            ax.get_xticklabels()[i].set_color("red")
+            ax.get_yticklabels()[i].set_color("red")
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+
+def plot_attention_map(weights: torch.Tensor, labels: Sequence[str] | None = None, title: str = "",
+                       highlight: Sequence[int] = ()) -> Figure:
+    """One head's attention map (T, T): row = the query position, column = the key it takes from;
+    the token labels at the positions in ``highlight`` are drawn in red."""
+    if weights.dim() != 2:
+        raise ValueError(f"weights must be (T, T), got shape {tuple(weights.shape)}")
+    n = weights.shape[0]
+    fig, ax = plt.subplots(figsize=(max(4, 0.22 * n + 1.5), max(3.6, 0.22 * n + 1.2)))
+    _map_on(ax, weights, labels, title, small=False, highlight=highlight)
+    fig.tight_layout()
+    return fig
+
+
+def plot_attention_grid(weights: torch.Tensor, titles: Sequence[Sequence[str]] | None = None,
+                        suptitle: str = "") -> Figure:
+    """All maps of a model, (n_layer, n_head, T, T): one row per layer, one column per head."""
+    if weights.dim() != 4:
+        raise ValueError(f"weights must be (n_layer, n_head, T, T), got shape {tuple(weights.shape)}")
+    L, H = weights.shape[:2]
+    fig, axes = plt.subplots(L, H, figsize=(2.1 * H, 2.1 * L), squeeze=False)
+    for layer in range(L):
+        for head in range(H):
+            title = titles[layer][head] if titles is not None else f"L{layer} H{head}"
+            _map_on(axes[layer][head], weights[layer, head], None, title, small=True)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_head_scores(scores: Mapping[str, torch.Tensor], fmt: str = "{:.2f}") -> Figure:
+    """One heat map per measure, each (n_layer, n_head): layers as rows, heads as columns. Small grids
+    get the value written in every cell, large ones (a real LLM's hundreds of heads) a colour bar."""
+    shapes = {tuple(s.shape) for s in scores.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"scores must all be (n_layer, n_head) tensors of one shape, got {sorted(shapes)}")
+    L, H = next(iter(shapes))
+    annotate = L * H <= 64
+    height = 3.0 if annotate else 0.16 * L + 1.4
+    fig, axes = plt.subplots(1, len(scores), figsize=(max(3.2, 0.35 * H + 1.6) * len(scores), height), squeeze=False)
+    for ax, (name, s) in zip(axes[0], scores.items()):
+        a = s.detach().float().cpu().numpy()
+        im = ax.imshow(a, cmap="viridis", aspect="auto")
+        if annotate:
+            for i in range(L):
+                for j in range(H):
+                    ax.text(j, i, fmt.format(a[i, j]), ha="center", va="center", fontsize=7,
+                            color="w" if a[i, j] < (a.min() + a.max()) / 2 else "k")
+        else:
+            fig.colorbar(im, ax=ax, fraction=0.08)
+        ax.set_xticks(range(H), [str(j) for j in range(H)], fontsize=7)
+        step = 1 if L <= 12 else 5
+        ax.set_yticks(range(0, L, step), [str(i) for i in range(0, L, step)], fontsize=7)
+        ax.set(xlabel="head", ylabel="layer")
+        ax.set_title(name, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_similarity(matrix: torch.Tensor, title: str = "", xlabel: str = "", ylabel: str = "") -> Figure:
+    """A square matrix of similarities (e.g. cosine similarity of position embeddings) as a heat map."""
+    fig, ax = plt.subplots(figsize=(4.4, 3.8))
+    im = ax.imshow(matrix.detach().float().cpu().numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_by_position(curves: Mapping[str, torch.Tensor], trained_length: int | None, smooth: int = 8,
+                          title: str = "") -> Figure:
+    """Loss at every position, one line per model (a running mean over ``smooth`` positions), with
+    the trained length marked (``None``: the curves stay inside it, nothing to mark)."""
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for name, c in curves.items():
+        y = c.detach().float().cpu().numpy()
+        k = max(1, min(smooth, len(y)))
+        ys = np.convolve(y, np.ones(k) / k, mode="valid")
+        ax.plot(np.arange(len(ys)) + (k - 1) / 2, ys, label=name)
+    if trained_length is not None:
+        ax.axvline(trained_length - 0.5, color="k", ls="--", lw=1, label=f"trained length ({trained_length})")
+    ax.set(xlabel="position in the sequence", ylabel="loss (nats per token)", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_kv_cache(rows: Sequence[Mapping], tokens_key: str = "tokens", label_key: str = "model",
+                  bytes_key: str = "bytes", limit_bytes: float | None = None) -> Figure:
+    """Grouped bars (GB, log scale): the KV cache of each model at each number of tokens."""
+    models = list(dict.fromkeys(r[label_key] for r in rows))
+    lengths = list(dict.fromkeys(r[tokens_key] for r in rows))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    width = 0.8 / len(lengths)
+    x = np.arange(len(models))
+    for i, n in enumerate(lengths):
+        vals = [next(r[bytes_key] for r in rows if r[label_key] == m and r[tokens_key] == n) / 1e9 for m in models]
+        bars = ax.bar(x + (i - (len(lengths) - 1) / 2) * width, vals, width, label=f"{n:,} tokens")
+        for b, v in zip(bars, vals):
+            ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.2g}", ha="center", va="bottom", fontsize=7)
+    if limit_bytes is not None:
+        ax.axhline(limit_bytes / 1e9, color="k", ls="--", lw=1)
+    ax.set_xticks(x, models, fontsize=8)
+    ax.set(yscale="log", ylabel="GB (10⁹ bytes)", title="KV cache of one conversation (bf16)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_step_times(series: Mapping[str, Sequence[float]], xlabel: str = "generation step",
+                    title: str = "time of each generation step", window: int = 9) -> Figure:
+    """Milliseconds per step (log y), one colour per series: every step thin and pale, and a running
+    median over ``window`` steps bold (on a shared machine single steps can be slowed by other programs)."""
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    for name, times in series.items():
+        ms = np.asarray(times, dtype=float) * 1e3
+        line, = ax.plot(np.arange(len(ms)), ms, lw=0.8, alpha=0.35)
+        k = max(1, min(window, len(ms)))
+        med = np.array([np.median(ms[max(0, i - k // 2): i + k // 2 + 1]) for i in range(len(ms))])
+        ax.plot(np.arange(len(ms)), med, color=line.get_color(), lw=2, label=f"{name} (running median)")
+    ax.set(xlabel=xlabel, ylabel="ms", yscale="log", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
