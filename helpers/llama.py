@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from helpers.model import _autocast_on, linear_cross_entropy
+from helpers.fused_loss import _autocast_on, linear_cross_entropy
 
 _RMS_NORM = getattr(F, "rms_norm", None)  # PyTorch >= 2.4
 _SDPA_GQA = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
