@@ -190,3 +190,60 @@ def test_suggest_lr_needs_three_finite_losses():
         suggest_lr([1e-3, 1e-2, 1e-1, 1.0], [2.0, 1.0, math.nan, math.inf])
     with pytest.raises(ValueError, match="window must be a positive int, got 0"):
         smooth([1.0, 2.0], 0)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(total_steps=2.5), "total_steps must be an int >= 1, got 2.5"),
+    (dict(step=1.5), "step must be an int >= 0, got 1.5"),
+    (dict(step=True), "step must be an int >= 0, got True"),
+    (dict(warmup_steps=-1), "warmup_steps must be an int >= 0, got -1"),
+    (dict(warmup_steps=1.5), "warmup_steps must be an int >= 0, got 1.5"),
+    (dict(warmup_steps=True), "warmup_steps must be an int >= 0, got True"),
+])
+def test_non_int_steps_are_refused(kwargs, match):
+    args = dict(step=0, total_steps=100, base_lr=0.1, schedule="cosine") | kwargs
+    with pytest.raises(ValueError, match=match):
+        lr_at(**args)
+
+
+def test_defaults_are_no_warmup_and_decay_to_zero():
+    for name, fn in SCHEDULES.items():
+        assert [fn(s, 10, 0.1) for s in range(10)] == lr_curve(name, 10, 0.1, 0, 0.0), name
+    assert lr_at(3, 10, 0.1) == 0.1  # the default schedule is constant
+    assert lr_at(9, 10, 0.1, "cosine") == 0.0 and lr_at(0, 10, 0.1, "warmup_cosine") == 0.1
+
+
+def test_min_lr_ratio_one_keeps_the_base_lr_and_steps_past_the_end_stay_at_min():
+    for name in ("linear", "cosine", "warmup_cosine"):
+        assert lr_curve(name, 10, 0.1, 2, 1.0) == pytest.approx([0.1] * 10 if name != "warmup_cosine"
+                                                                else [0.1 / 3, 0.2 / 3] + [0.1] * 8)
+        assert lr_at(25, 10, 0.1, name, 2, 0.1) == pytest.approx(0.01)  # clamped at the end, not extrapolated
+    assert lr_at(25, 11, 0.1, "one_cycle", 0, 0.1) == pytest.approx(0.01)
+
+
+def test_smooth_worked_numbers():
+    assert smooth([0.0, 0.0, 3.0, 0.0, 0.0], 3) == [0.0, 1.0, 1.0, 1.0, 0.0]
+    assert smooth([0.0, 0.0, 5.0, 0.0, 0.0], 5) == [5 / 3, 5 / 4, 1.0, 5 / 4, 5 / 3]
+    assert smooth([1.0, 4.0, 2.0], 1) == [1.0, 4.0, 2.0] and smooth([1.0, 3.0], 2) == [2.0, 2.0]
+    for bad in (0, -1, 2.0):
+        with pytest.raises(ValueError, match=f"window must be a positive int, got {bad}"):
+            smooth([1.0, 2.0], bad)
+
+
+def test_suggest_lr_worked_numbers():
+    """Unevenly spaced LRs (log10: -4, -3, -2, 1, 2) and window=1, so every slope can be computed by
+    hand: central differences at indices 1 and 2, the ones before the minimum (index 3)."""
+    lrs = [1e-4, 1e-3, 1e-2, 10.0, 100.0]
+    # slopes: (3 - 5) / (-2 + 4) = -1 at 1e-3, (1 - 4) / (1 + 3) = -0.75 at 1e-2
+    assert suggest_lr(lrs, [5.0, 4.0, 3.0, 1.0, 3.0], window=1) == 1e-3
+    # slopes: (4 - 5) / 2 = -0.5 at 1e-3, (1 - 4.9) / 4 = -0.975 at 1e-2
+    assert suggest_lr(lrs, [5.0, 4.9, 4.0, 1.0, 3.0], window=1) == 1e-2
+    # the minimum at index 0: the slope at index 1 is the only one looked at
+    assert suggest_lr([1e-3, 1e-2, 1e-1, 1.0], [1.0, 5.0, 6.0, 7.0], window=1) == 1e-2
+    assert suggest_lr([1e-3, 1e-2, 1e-1], [3.0, 2.0, 1.0]) == 1e-2  # exactly 3 points are enough
+    # the window matters: unsmoothed the minimum is the dip at 1e-1; over 5 points the smoothed
+    # losses are [2, 2.25, 2.4, 2.25, 2] and the first minimum is at 1e-3
+    dip = [3.0, 3.0, 0.0, 3.0, 3.0]
+    assert suggest_lr([1e-3, 1e-2, 1e-1, 1.0, 10.0], dip, window=1, method="min_div_10") == 1e-2
+    assert suggest_lr([1e-3, 1e-2, 1e-1, 1.0, 10.0], dip, method="min_div_10") == 1e-4
+    assert suggest_lr([1e-3, 1e-2, 1e-1, 1.0], [4.0, 3.0, math.nan, 1.0], window=1) == 1e-2  # NaN dropped
