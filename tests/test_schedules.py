@@ -186,7 +186,7 @@ def test_one_step_run_and_a_warmup_that_fills_all_but_the_last_step():
 
 
 def test_suggest_lr_needs_three_finite_losses():
-    with pytest.raises(ValueError, match="at least 3 finite values"):
+    with pytest.raises(ValueError, match="^losses must contain at least 3 finite values$"):
         suggest_lr([1e-3, 1e-2, 1e-1, 1.0], [2.0, 1.0, math.nan, math.inf])
     with pytest.raises(ValueError, match="window must be a positive int, got 0"):
         smooth([1.0, 2.0], 0)
