@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: course test setup clean-venv benchmarks
+.PHONY: course test setup clean-venv benchmarks mutation
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,10 @@ test: setup
 
 benchmarks: setup
 	$(PY) -m benchmarks.run_all
+
+# Mutation scores of the core modules (minutes per module; not part of `make test`).
+mutation: setup
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.mutation
 
 clean-venv:
 	rm -rf $(VENV)
