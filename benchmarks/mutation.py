@@ -29,12 +29,12 @@ REPO = Path(__file__).resolve().parents[1]
 MODULES: dict[str, tuple[str, list[str]]] = {
     "schedules": ("helpers/schedules.py", ["tests/test_schedules.py"]),
     "quantize": ("helpers/quantize.py", ["tests/test_quantize.py"]),
-    "lora": ("helpers/lora.py", ["tests/test_lora.py", "tests/test_lora_peft.py"]),
+    "lora": ("helpers/lora.py", ["tests/test_lora.py", "tests/test_lora_peft.py", "tests/test_lora_state.py"]),
     "tokenizer": ("helpers/tokenizer.py", ["tests/test_tokenizer.py"]),
     "checkpoints": ("helpers/checkpoints.py", ["tests/test_checkpoints.py"]),
     "train": ("helpers/train.py", ["tests/test_train.py"]),
     "sampling": ("helpers/sampling", ["tests/test_sampling.py", "tests/test_sampling_generate.py",
-                                      "tests/test_sampling_oracle.py"]),
+                                      "tests/test_sampling_oracle.py", "tests/test_sampling_metrics.py"]),
     "model": ("helpers/model.py", ["tests/test_model.py"]),
 }
 
