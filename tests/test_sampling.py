@@ -22,6 +22,8 @@ from helpers.sampling import (
     process_logits,
     repetition_rate,
     sample_token,
+    source_overlap,
+    words,
 )
 
 INF = float("inf")
@@ -360,6 +362,26 @@ def test_distinct_n_and_repetition_rate():
     assert repetition_rate([1, 2, 3, 4, 5], 2) == 0.0
     assert repetition_rate([7, 7, 7, 7], 1) == 3 / 4
     assert repetition_rate("the cat the cat", 3) > 0
+
+
+def test_source_overlap_counts_copied_words():
+    source = "The Riverside Clinic closes its pharmacy on 15 March."
+    assert words("On 15 March, call!") == ["on", "15", "march", "call"]
+    assert source_overlap("The clinic closes on 15 March", source) == 1.0  # case does not matter
+    assert source_overlap("The clinic shuts in spring", source) == 2 / 5  # "the", "clinic"
+    assert source_overlap("", source) == 0.0
+    with pytest.raises(ValueError, match="text and source must be str"):
+        source_overlap(["The"], source)
+
+
+def test_presets_are_valid_and_the_summary_preset_penalises_no_copying():
+    for name, preset in PRESETS.items():
+        assert isinstance(preset, SamplingParams), name
+    summary = PRESETS["factual_summary"]
+    assert summary.temperature == 0.0 and summary.max_tokens <= 200 and summary.stop  # reproducible and bounded
+    # the repetition penalty counts prompt tokens: it would push a summary away from its source's terms
+    assert summary.repetition_penalty == 1.0
+    assert summary.frequency_penalty == 0.0 and summary.presence_penalty == 0.0
 
 
 def test_a_filter_added_to_the_chain_acts_on_the_top_k_shortcut_and_the_long_way(monkeypatch):

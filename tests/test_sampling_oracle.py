@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from helpers.sampling import (
+    LIBRARY_DEFAULTS,
     SamplingParams,
     apply_frequency_presence_penalties,
     apply_min_p,
@@ -151,3 +152,20 @@ def test_whole_chain_matches_hugging_face_order():
         torch.testing.assert_close(ours.softmax(-1), theirs.softmax(-1))
         checked += 1
     assert checked == 144
+
+
+def test_stated_transformers_defaults_are_the_installed_ones():
+    """The defaults the course cites for transformers are what its GenerationConfig fills in."""
+    from transformers import GenerationConfig
+
+    if hasattr(GenerationConfig, "_get_default_generation_params"):  # version 5: unset fields get these
+        theirs = GenerationConfig._get_default_generation_params()
+    else:  # version 4: the defaults sit on a fresh config
+        theirs = vars(GenerationConfig())
+    ours = LIBRARY_DEFAULTS["transformers"]
+    assert ours["sampling"] == theirs["do_sample"]
+    for name in ("temperature", "top_k", "top_p", "repetition_penalty"):
+        assert ours[name] == theirs[name], name
+    assert ours["min_p"] == theirs.get("min_p")  # None: min-p is off unless set
+    for course_name in ("frequency_penalty", "presence_penalty"):  # transformers has no such setting
+        assert ours[course_name] is None and course_name not in theirs

@@ -49,15 +49,30 @@ from helpers.sampling.generation import (
     next_token_distribution,
     stream,
 )
-from helpers.sampling.metrics import _ngrams, distinct_n, entropy, mean_logprob, repetition_rate
-from helpers.sampling.params import MAX_STOP_STRINGS, PRESETS, SamplingParams, _check_number, _is_int
+from helpers.sampling.metrics import (
+    _ngrams,
+    distinct_n,
+    entropy,
+    mean_logprob,
+    repetition_rate,
+    source_overlap,
+    words,
+)
+from helpers.sampling.params import (
+    LIBRARY_DEFAULTS,
+    MAX_STOP_STRINGS,
+    PRESETS,
+    SamplingParams,
+    _check_number,
+    _is_int,
+)
 
 __all__ = [
-    "MAX_STOP_STRINGS", "NEG_INF", "PRESETS", "Completion", "SamplingParams", "Tokenizer",
+    "LIBRARY_DEFAULTS", "MAX_STOP_STRINGS", "NEG_INF", "PRESETS", "Completion", "SamplingParams", "Tokenizer",
     "_as_ids", "_candidates", "_check_number", "_end_ids", "_is_int", "_ngrams", "_penalised", "_prompt_ids",
     "_run", "_Sequence", "_setup", "_step", "_Text",
     "apply_frequency_presence_penalties", "apply_logit_bias", "apply_min_p", "apply_min_tokens",
     "apply_repetition_penalty", "apply_temperature", "apply_top_k", "apply_top_p", "distinct_n", "entropy",
     "generate", "mean_logprob", "next_token_distribution", "process_logits", "repetition_rate", "sample_token",
-    "stream",
+    "source_overlap", "stream", "words",
 ]

@@ -1,7 +1,8 @@
-"""Measuring samples: entropy, distinct-n, repetition rate and mean log-probability."""
+"""Measuring samples: entropy, distinct-n, repetition rate, copying from a source and mean log-probability."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
@@ -34,6 +35,24 @@ def repetition_rate(sample: Sequence, n: int = 3) -> float:
         repeats += g in seen
         seen.add(g)
     return repeats / len(grams) if grams else 0.0
+
+
+def words(text: str) -> list[str]:
+    """The words and numbers of ``text``, lower-cased (``"On 15 March, call"`` -> ``["on", "15", "march", "call"]``)."""
+    return re.findall(r"\w+", text.lower())
+
+
+def source_overlap(text: str, source: str) -> float:
+    """Share of the words of ``text`` that also occur in ``source`` (1 = every word taken from the source).
+
+    A measure of copying for summaries: a faithful summary reuses its source's terms, names and numbers.
+    An empty ``text`` gives 0.0.
+    """
+    if not isinstance(text, str) or not isinstance(source, str):
+        raise ValueError(f"text and source must be str, got {type(text).__name__} and {type(source).__name__}")
+    found = set(words(source))
+    w = words(text)
+    return sum(x in found for x in w) / len(w) if w else 0.0
 
 
 @torch.no_grad()

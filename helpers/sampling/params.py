@@ -103,15 +103,40 @@ class SamplingParams:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Presets: settings for use cases, as data (notebook 07 explains the reasoning)
+# Presets: settings for use cases, as data (notebook 07 explains the reasoning and measures them)
 
 PRESETS: dict[str, SamplingParams] = {
-    # Reproducible and auditable: greedy, a mild repetition penalty against loops, a hard length cap.
-    "factual_summary": SamplingParams(temperature=0.0, repetition_penalty=1.1, max_tokens=120, stop=["\n\n"]),
+    # Reproducible and auditable: greedy, a hard length cap and a stop at the first blank line. No
+    # penalty: a faithful summary must copy its source's names, dates and numbers, and the repetition
+    # penalty counts the prompt, so it punishes exactly that copying; frequency and presence penalties
+    # count the output only but still push a term away the second time it is needed. The cap and the
+    # stop string bound a greedy loop instead (measured on SmolLM2 in notebook 07).
+    "factual_summary": SamplingParams(temperature=0.0, max_tokens=120, stop=["\n\n"]),
     # A sensible default for a chat assistant: some variety, long tails cut.
     "balanced_chat": SamplingParams(temperature=0.7, top_p=0.9, max_tokens=200),
     # Varied wording for stories: full temperature, min-p trims nonsense, additive penalties vary words.
     "creative_story": SamplingParams(temperature=1.0, top_p=0.95, min_p=0.05, frequency_penalty=0.3,
                                      presence_penalty=0.3, max_tokens=300),
     "greedy": SamplingParams(temperature=0.0),
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# What three widely used samplers do when a setting is left unset, in this course's names.
+# None: the setting does not exist there (or is unset, which means off). Where each value comes from:
+# - transformers: ``GenerationConfig._get_default_generation_params()`` in
+#   ``transformers/generation/configuration_utils.py`` (version 5); a checkpoint's
+#   ``generation_config.json`` overrides them. ``do_sample`` is False, so ``generate()`` is greedy
+#   unless asked to sample, and top_k=50 then applies to every sampled token. tests/test_sampling_oracle.py
+#   checks these against the installed package.
+# - llama.cpp: ``struct common_params_sampling`` in ``common/common.h`` (the command-line tools and
+#   the server); its repetition penalties look at the last 64 tokens (``penalty_last_n``).
+# - OpenAI API: the Chat Completions reference; it has no top_k, min_p or repetition penalty.
+LIBRARY_DEFAULTS: dict[str, dict[str, float | int | bool | None]] = {
+    "transformers": dict(sampling=False, temperature=1.0, top_k=50, top_p=1.0, min_p=None,
+                         repetition_penalty=1.0, frequency_penalty=None, presence_penalty=None),
+    "llama.cpp": dict(sampling=True, temperature=0.8, top_k=40, top_p=0.95, min_p=0.05,
+                      repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0),
+    "OpenAI API": dict(sampling=True, temperature=1.0, top_k=None, top_p=1.0, min_p=None,
+                       repetition_penalty=None, frequency_penalty=0.0, presence_penalty=0.0),
 }

@@ -6,13 +6,18 @@ the widget can be tested without a browser by setting the controls' values from 
 combination (say min_tokens > max_tokens) shows the ValueError's message instead of a traceback, and
 clears the readout, the chart and the sample, so nothing on screen pretends to belong to the invalid
 settings. Any other failure (in drawing the chart, say) is shown the same way, never a traceback.
+
+A menu switches between the base model and other models, by default SmolLM2-135M-Instruct, which is
+loaded on its first selection only and gets a chat prompt in the prompt box.
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Callable, Mapping
 
 import ipywidgets as widgets
+import torch
 
 from helpers.plots.sampling import distribution_summary, figure_png, plot_playground
 from helpers.sampling import SamplingParams, generate, next_token_distribution
@@ -30,12 +35,42 @@ _SLIDERS = {
     "min_tokens": (widgets.IntSlider, 0, 0, 50, 1),
 }
 
+SMOLLM2 = "SmolLM2-135M-Instruct"
+BASE = "base model"
+
+# A loader for the model menu: no arguments, returns (model, tokenizer, the prompt to show for it).
+ModelLoader = Callable[[], tuple]
+
+
+def smollm2_loader(device: str | torch.device | None = None,
+                   question: str = "Write a short poem about the sea.") -> ModelLoader:
+    """A loader for the model menu that loads SmolLM2 on its first call only (a few seconds) and then keeps it.
+
+    The prompt it offers is ``question`` in SmolLM2's chat template, so the model answers it.
+    """
+    kept: list[tuple] = []
+
+    def load() -> tuple:
+        if not kept:
+            from helpers.pretrained import chat_prompt, load_smollm2
+
+            model, tokenizer = load_smollm2(device=device)
+            kept.append((model, tokenizer, chat_prompt([{"role": "user", "content": question}])))
+        return kept[0]
+
+    return load
+
 
 def sampling_playground(model, tokenizer, prompt: str = "Once upon a time", seed: int = 0,
-                        top: int = 20) -> widgets.VBox:
-    """Sliders, a prompt box and a seed; shows the processed next-token distribution and a sample.
+                        top: int = 20, models: Mapping[str, ModelLoader] | None = None) -> widgets.VBox:
+    """Sliders, a prompt box, a seed and a model menu; shows the processed next-token distribution and a sample.
 
-    The returned box has ``.controls`` (name -> widget, including ``prompt`` and ``seed``),
+    ``model``/``tokenizer`` are the first entry of the menu ("base model"). ``models`` adds entries:
+    name -> a loader called on the entry's first selection (see ``smollm2_loader``); None adds SmolLM2
+    (loaded lazily, on the base model's device), ``{}`` shows no menu. Each model keeps its own prompt:
+    switching back shows what was last typed for it.
+
+    The returned box has ``.controls`` (name -> widget, including ``prompt``, ``seed`` and ``model``),
     ``.readout``, ``.sample``, ``.error`` (HTML widgets), ``.chart`` (an Image) and ``.update()``.
     CSS classes for finding them in a page: ``playground-readout``, ``playground-sample``,
     ``playground-error``, ``playground-chart`` and ``playground-<name>`` on each control.
@@ -47,6 +82,9 @@ def sampling_playground(model, tokenizer, prompt: str = "Once upon a time", seed
     controls["prompt"] = widgets.Textarea(value=prompt, description="prompt", continuous_update=False,
                                           layout=widgets.Layout(width="760px"))
     controls["seed"] = widgets.IntText(value=seed, description="seed", layout=widgets.Layout(width="200px"))
+    models = {SMOLLM2: smollm2_loader(model.device)} if models is None else dict(models)
+    controls["model"] = widgets.Dropdown(options=[BASE, *models], value=BASE, description="model",
+                                         layout=widgets.Layout(width="380px", display="flex" if models else "none"))
     for name, w in controls.items():
         w.add_class(f"playground-{name.replace('_', '-')}")
     again = widgets.Button(description="sample again (seed + 1)")
@@ -55,6 +93,10 @@ def sampling_playground(model, tokenizer, prompt: str = "Once upon a time", seed
     for w, css in [(readout, "readout"), (sample, "sample"), (error, "error"), (chart, "chart")]:
         w.add_class(f"playground-{css}")
 
+    current = {"name": BASE, "switching": False}
+    loaded = {BASE: (model, tokenizer)}  # name -> (model, tokenizer) once loaded
+    prompts = {BASE: prompt}  # name -> the prompt last shown for it
+
     def show_error(message: str) -> None:
         error.value = message
         readout.value = ""
@@ -62,7 +104,11 @@ def sampling_playground(model, tokenizer, prompt: str = "Once upon a time", seed
         chart.value = b""  # an empty image: the old chart would look like the answer to the new settings
 
     def update(*_) -> None:
+        if current["switching"]:  # the prompt box is being refilled by a model switch, which updates once
+            return
+        model, tokenizer = loaded[current["name"]]
         values = {name: w.value for name, w in controls.items()}
+        values.pop("model")
         text = values.pop("prompt")
         try:
             params = SamplingParams(**values)
@@ -87,13 +133,43 @@ def sampling_playground(model, tokenizer, prompt: str = "Once upon a time", seed
     def sample_again(_) -> None:
         controls["seed"].value += 1  # triggers update
 
-    for w in controls.values():
-        w.observe(update, names="value")
+    def quietly_set(name: str, value) -> None:
+        """Set a control without its callbacks running (they would redo the work of a switch)."""
+        current["switching"] = True
+        try:
+            controls[name].value = value
+        finally:
+            current["switching"] = False
+
+    def switch_model(change) -> None:
+        name = change["new"]
+        if current["switching"]:
+            return
+        if name not in loaded:
+            shown = readout.value
+            readout.value = f"<code>loading {html.escape(name)} ...</code>"
+            try:
+                new_model, new_tokenizer, prompts[name] = models[name]()
+            except Exception as err:  # e.g. the package is missing (a ValueError that says how to install it)
+                error.value = f"<b style='color:#b00'>{type(err).__name__}:</b> {html.escape(str(err))}"
+                readout.value = shown
+                quietly_set("model", current["name"])  # back to the model that works
+                return
+            loaded[name] = (new_model, new_tokenizer)
+        prompts[current["name"]] = controls["prompt"].value
+        current["name"] = name
+        quietly_set("prompt", prompts[name])
+        update()
+
+    for name, w in controls.items():
+        if name != "model":
+            w.observe(update, names="value")
+    controls["model"].observe(switch_model, names="value")
     again.on_click(sample_again)
     sliders = [controls[name] for name in _SLIDERS]
     grid = widgets.GridBox(sliders, layout=widgets.Layout(grid_template_columns="repeat(2, 390px)"))
-    box = widgets.VBox([controls["prompt"], grid, widgets.HBox([controls["seed"], again]), error, readout, chart,
-                        sample])
+    box = widgets.VBox([controls["model"], controls["prompt"], grid, widgets.HBox([controls["seed"], again]), error,
+                        readout, chart, sample])
     box.controls, box.readout, box.sample, box.error, box.chart, box.update = (
         controls, readout, sample, error, chart, update)
     update()

