@@ -81,3 +81,25 @@ def test_remove_lora_with_merge_keeps_the_adapters_output(tiny_gpt):
     assert not any(isinstance(m, LoRALinear) for m in model.modules())
     with torch.no_grad():
         torch.testing.assert_close(model(_idx()), want, rtol=0, atol=1e-5)
+
+
+def test_defaults_initialisation_and_small_hyperparameters(tiny_gpt):
+    """The documented defaults (rank 8, alpha 16, no dropout), A drawn from U(-1/sqrt(in), 1/sqrt(in))
+    like nn.Linear's own init, B zero; rank 1 and alpha < 1 are valid."""
+    from helpers.lora import trainable_parameters
+
+    model = apply_lora(tiny_gpt(seed=0))
+    layer = lora_layers(model)["transformer.h.0.attn.c_attn"]
+    assert (layer.rank, layer.alpha, layer.scaling) == (8, 16.0, 2.0) and isinstance(layer.dropout, torch.nn.Identity)
+    bound = 1 / 32**0.5  # in_features = n_embd = 32
+    a = layer.lora_A.detach()
+    assert a.abs().max() <= bound and a.min() < -bound / 2 and a.max() > bound / 2
+    assert not layer.lora_B.any() and layer.lora_A.requires_grad and not layer.base.weight.requires_grad
+    small = apply_lora(tiny_gpt(seed=0), rank=1, alpha=0.5)
+    assert all(m.rank == 1 and m.scaling == 0.5 for m in lora_layers(small).values())
+    report = trainable_parameters(small)
+    assert str(report) == (f"trainable {report.trainable:,} of {report.total:,} parameters "
+                           f"({100 * report.trainable / report.total:.2f}%)")
+    for bad, match in ((dict(dropout=True), "dropout"), (dict(alpha=0), "alpha"), (dict(rank=0), "rank")):
+        with pytest.raises(ValueError, match=match):
+            apply_lora(tiny_gpt(seed=0), **bad)
