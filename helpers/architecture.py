@@ -2,6 +2,8 @@
 
 - GPT-2's published configurations as data, counted in closed form and on the ``meta`` device
   (shapes without storage, so even GPT-2 XL costs no memory);
+- the same for the Llama family (grouped-query attention, SwiGLU MLP, RMSNorm, tied or untied embeddings):
+  a per-component closed form and a few published configurations (Llama 2 and 3, Mistral, SmolLM2);
 - the memory those parameters need for inference and for AdamW training (computed in ``helpers.memory``,
   importable from here too);
 - the time and memory of causal self-attention against the sequence length, and a quadratic fit;
@@ -21,6 +23,7 @@ from torch.overrides import TorchFunctionMode
 
 # the memory figures live in helpers.memory; they stay importable from here for the notebooks
 from helpers.interface import LanguageModel
+from helpers.llama import Llama, LlamaConfig
 from helpers.memory import (  # noqa: F401
     BYTES_PER_PARAMETER,
     TRAINING_BYTES,
@@ -91,6 +94,77 @@ def meta_model(config: GPTConfig) -> GPT:
     """
     with torch.device("meta"), _SkipRandomInitOnMeta():
         return GPT(config)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Llama family: published configurations and their closed form
+# ---------------------------------------------------------------------------------------------
+
+#: Where each configuration below comes from: the model's ``config.json`` on the Hugging Face Hub.
+LLAMA_FAMILY_SOURCES: dict[str, str] = {
+    "SmolLM2-135M": "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct/blob/main/config.json",
+    "SmolLM2-360M": "https://huggingface.co/HuggingFaceTB/SmolLM2-360M-Instruct/blob/main/config.json",
+    "SmolLM2-1.7B": "https://huggingface.co/HuggingFaceTB/SmolLM2-1.7B-Instruct/blob/main/config.json",
+    "Llama-2-7B": "https://huggingface.co/meta-llama/Llama-2-7b-hf/blob/main/config.json",
+    "Mistral-7B": "https://huggingface.co/mistralai/Mistral-7B-v0.1/blob/main/config.json",
+    "Llama-3-8B": "https://huggingface.co/meta-llama/Meta-Llama-3-8B/blob/main/config.json",
+}
+
+# config.json field -> LlamaConfig field: max_position_embeddings -> block_size, hidden_size -> n_embd,
+# intermediate_size -> n_mlp, num_hidden_layers -> n_layer, num_attention_heads -> n_head,
+# num_key_value_heads -> n_kv_head, rope_theta -> rope_base, rms_norm_eps -> norm_eps,
+# tie_word_embeddings -> tie_embeddings. (Mistral's sliding attention window adds no parameters.)
+_LLAMA_FAMILY = {  # name: (vocab, context, layers, width, mlp, heads, kv heads, rope base, tied)
+    "SmolLM2-135M": (49_152, 8192, 30, 576, 1536, 9, 3, 100_000.0, True),
+    "SmolLM2-360M": (49_152, 8192, 32, 960, 2560, 15, 5, 100_000.0, True),
+    "SmolLM2-1.7B": (49_152, 8192, 24, 2048, 8192, 32, 32, 130_000.0, True),
+    "Llama-2-7B": (32_000, 4096, 32, 4096, 11_008, 32, 32, 10_000.0, False),
+    "Mistral-7B": (32_000, 32_768, 32, 4096, 14_336, 32, 8, 10_000.0, False),
+    "Llama-3-8B": (128_256, 8192, 32, 4096, 14_336, 32, 8, 500_000.0, False),
+}
+
+#: Published Llama-family models as ``LlamaConfig`` (norm eps 1e-5 for all of them).
+LLAMA_FAMILY_CONFIGS: dict[str, LlamaConfig] = {
+    name: LlamaConfig(block_size=T, vocab_size=V, n_layer=L, n_embd=C, n_mlp=M, n_head=H, n_kv_head=KV,
+                      rope_base=base, norm_eps=1e-5, tie_embeddings=tied)
+    for name, (V, T, L, C, M, H, KV, base, tied) in _LLAMA_FAMILY.items()
+}
+
+#: How the sizes are usually quoted.
+LLAMA_FAMILY_NOMINAL: dict[str, str] = {
+    "SmolLM2-135M": "135M", "SmolLM2-360M": "360M", "SmolLM2-1.7B": "1.7B",
+    "Llama-2-7B": "7B", "Mistral-7B": "7B", "Llama-3-8B": "8B",
+}
+
+
+def llama_component_counts(config: LlamaConfig) -> dict[str, dict[str, int]]:
+    """Closed-form parameters per component of ``Llama(config)``, split like ``Llama.parameter_breakdown()``.
+
+    With width C, MLP size M, head size d, H query heads and KV key/value heads, per block:
+    attention ``C·Hd + 2·C·KVd + Hd·C`` (q, k, v, o: grouped-query attention shrinks k and v),
+    SwiGLU MLP ``3·C·M`` (gate, up, down), two RMSNorm gains ``2C``; plus the token table ``V·C``
+    (twice when the output layer has its own matrix) and the final norm ``C``. No biases, no position table.
+    """
+    C, V, L, M = config.n_embd, config.vocab_size, config.n_layer, config.n_mlp
+    q_out, kv_out = config.n_head * config.head_dim, config.n_kv_head * config.head_dim
+    parts = {
+        "embeddings": V * C * (1 if config.tie_embeddings else 2),
+        "attention": L * (C * q_out + 2 * C * kv_out + q_out * C),
+        "mlp": L * 3 * C * M,
+        "norms": (2 * L + 1) * C,
+    }
+    return {part: {"weights": n, "biases": 0} for part, n in parts.items()}
+
+
+def llama_parameter_count(config: LlamaConfig) -> int:
+    """The total of ``llama_component_counts`` (a tied output matrix counted once)."""
+    return sum(p["weights"] + p["biases"] for p in llama_component_counts(config).values())
+
+
+def llama_meta_model(config: LlamaConfig) -> Llama:
+    """``Llama(config)`` on the ``meta`` device: shapes without storage, so an 8B model costs nothing."""
+    with torch.device("meta"), _SkipRandomInitOnMeta():
+        return Llama(config)
 
 
 # ---------------------------------------------------------------------------------------------

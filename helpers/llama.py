@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from helpers.model import _autocast_on, linear_cross_entropy
+from helpers.fused_loss import _autocast_on, linear_cross_entropy
 
 _RMS_NORM = getattr(F, "rms_norm", None)  # PyTorch >= 2.4
 _SDPA_GQA = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
@@ -337,8 +337,11 @@ class Llama(nn.Module):
         """cos, sin (T, head_dim) for positions start..start+T-1, computed once per device in float32."""
         device = self.device
         if self._rope is None or self._rope[0].device != device:
-            pos = torch.arange(self.config.block_size, device=device)
-            self._rope = rope_tables(self.config.head_dim, self.config.rope_base, pos)
+            # built outside inference mode even when generation asks first: training later reuses the tables,
+            # and autograd refuses to save tensors made in inference mode
+            with torch.inference_mode(False):
+                pos = torch.arange(self.config.block_size, device=device)
+                self._rope = rope_tables(self.config.head_dim, self.config.rope_base, pos)
         cos, sin = self._rope[0][start:start + T], self._rope[1][start:start + T]
         return cos.to(dtype), sin.to(dtype)
 

@@ -266,3 +266,30 @@ def chat_prompt(messages: Sequence[Mapping[str, str]], tokenizer: ByteLevelBPE |
     bos = tok.id_to_token[tok.bos_id] if tok.bos_id is not None else ""
     return _compiled_template(tok.chat_template).render(
         messages=msgs, add_generation_prompt=add_generation_prompt, bos_token=bos, eos_token=tok.eot_token)
+
+
+def chat_examples(pairs: Sequence[tuple[str, str]], tokenizer: ByteLevelBPE | None = None,
+                  system: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Question/answer pairs as one training batch for a chat model: ``(idx, targets)``, both ``(N, T)`` int64.
+
+    Row i is ``chat_prompt`` of the question (after the ``system`` message if one is given), then the answer
+    and the end-of-turn token; shorter rows are padded with that token. ``targets`` holds the next token at
+    every position that predicts the answer or its end, and -100 everywhere else, so a loss on it teaches
+    the answers only, not the questions.
+    """
+    if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence) or not pairs or not all(
+            isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in pairs):
+        raise ValueError(f"pairs must be a non-empty list of (question, answer) string pairs, got {pairs!r}")
+    tok = _smollm2_tokenizer() if tokenizer is None else tokenizer
+    head = [] if system is None else [{"role": "system", "content": system}]
+    rows = []
+    for question, answer in pairs:
+        prompt = tok.encode(chat_prompt([*head, {"role": "user", "content": question}], tok))
+        rows.append((prompt + tok.encode(answer) + [tok.eot_id], len(prompt)))
+    width = max(len(ids) for ids, _ in rows)
+    idx = torch.full((len(rows), width), tok.eot_id, dtype=torch.long)
+    targets = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, (ids, n_prompt) in enumerate(rows):
+        idx[i, :len(ids)] = torch.tensor(ids)
+        targets[i, n_prompt - 1:len(ids) - 1] = torch.tensor(ids[n_prompt:])  # position t predicts token t + 1
+    return idx, targets

@@ -15,7 +15,8 @@ back to numbers:
   stays exactly zero.
 
 Rounding to the nearest code means every weight is off by at most ``scale / 2`` (tested).
-4-bit codes are packed two per byte. Scales are kept in float32 and zero points in uint8, so the
+4-bit codes are packed two per byte; 3-bit and 2-bit codes densely, every 8 codes in 3 or 2 bytes
+(``pack_bits``). At 2 bits the absmax scheme has only the codes -1, 0, 1. Scales are kept in float32 and zero points in uint8, so the
 sizes reported here are honest for this layout (libraries often use float16 scales, a little
 smaller). The quantised layers dequantise their weight on the fly and compute in floating point:
 this saves memory, not arithmetic.
@@ -33,7 +34,8 @@ import torch.nn.functional as F
 from helpers.memory import model_size_bytes  # noqa: F401  (part of this module's API)
 from helpers.model import replace_submodule
 
-BITS = (4, 8)
+BITS = (2, 3, 4, 8)
+PACKED_BITS = (2, 3)  # stored by pack_bits; 4 bits by pack_int4, 8 bits one per byte
 SCHEMES = ("per_tensor", "per_channel", "group")
 
 
@@ -60,11 +62,44 @@ def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
     return torch.stack((low, high), dim=-1).flatten(-2)
 
 
+def pack_bits(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """Pack codes in ``[0, 2**bits - 1]`` densely along the last dim (bits 2 or 3; padded to a multiple of 8).
+
+    Each run of 8 codes becomes one little-endian integer of ``8 * bits`` bits, code i in bits
+    ``bits*i .. bits*i + bits - 1``, written out as ``bits`` bytes: (..., n) -> (..., ceil(n / 8) * bits).
+    """
+    if bits not in PACKED_BITS:
+        raise ValueError(f"bits must be one of {PACKED_BITS} for pack_bits, got {bits!r}")
+    shifts = torch.arange(8, device=codes.device, dtype=torch.int32)
+    runs = F.pad(codes.to(torch.int32), (0, -codes.shape[-1] % 8)).unflatten(-1, (-1, 8))  # (..., n/8, 8)
+    word = (runs << (bits * shifts)).sum(-1, dtype=torch.int32)  # (..., n/8): at most 24 bits used
+    out = (word.unsqueeze(-1) >> (8 * shifts[:bits])) & 0xFF  # (..., n/8, bits)
+    return out.to(torch.uint8).flatten(-2)
+
+
+def unpack_bits(packed: torch.Tensor, bits: int) -> torch.Tensor:
+    """The inverse of ``pack_bits``, as int32 (length comes back a multiple of 8; callers crop)."""
+    if bits not in PACKED_BITS:
+        raise ValueError(f"bits must be one of {PACKED_BITS} for unpack_bits, got {bits!r}")
+    shifts = torch.arange(8, device=packed.device, dtype=torch.int32)
+    word = (packed.to(torch.int32).unflatten(-1, (-1, bits)) << (8 * shifts[:bits])).sum(-1, dtype=torch.int32)
+    return ((word.unsqueeze(-1) >> (bits * shifts)) & (2**bits - 1)).flatten(-2)  # (..., n/8 * 8)
+
+
+def _store(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """Unsigned codes in ``[0, 2**bits - 1]`` in their stored form (packed below 8 bits)."""
+    if bits == 4:
+        return pack_int4(codes)
+    if bits in PACKED_BITS:
+        return pack_bits(codes, bits)
+    return codes.to(torch.uint8)
+
+
 @dataclass
 class QuantizedTensor:
     """Integer codes of a 2-D weight ``(rows, cols)`` and what turns them back into floats."""
 
-    data: torch.Tensor  # int8 codes (absmax, 8 bit) or uint8 (packed 4-bit, or 8-bit group codes)
+    data: torch.Tensor  # int8 codes (absmax, 8 bit) or uint8 (packed 2/3/4-bit, or 8-bit group codes)
     scale: torch.Tensor  # float32: () per tensor, (rows, 1) per channel, (rows, groups, 1) per group
     zero: torch.Tensor | None  # uint8 zero points (rows, groups, 1) for the group scheme
     shape: tuple[int, int]
@@ -80,10 +115,13 @@ class QuantizedTensor:
 
     def codes(self) -> torch.Tensor:
         """The integer codes, unpacked, as int32 ``(rows, padded cols)``."""
-        codes = unpack_int4(self.data) if self.bits == 4 else self.data
+        if self.bits in PACKED_BITS:
+            codes = unpack_bits(self.data, self.bits)
+        else:
+            codes = unpack_int4(self.data) if self.bits == 4 else self.data
         codes = codes.to(torch.int32)
-        if self.bits == 4 and self.scheme != "group":
-            codes = codes - 8  # symmetric 4-bit codes were stored shifted into [1, 15]
+        if self.bits < 8 and self.scheme != "group":
+            codes = codes - 2 ** (self.bits - 1)  # symmetric codes below 8 bits were stored shifted to >= 1
         return codes
 
     def dequantize(self) -> torch.Tensor:
@@ -120,14 +158,14 @@ def quantize_tensor(w: torch.Tensor, bits: int = 8, scheme: str = "per_channel",
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero group: any scale works
         zero = torch.round(-lo / scale).clamp(0, levels)
         codes = (torch.round(g / scale) + zero).clamp(0, levels).to(torch.uint8).flatten(1)
-        data = pack_int4(codes) if bits == 4 else codes
+        data = _store(codes, bits) if bits < 8 else codes
         return QuantizedTensor(data, scale, zero.to(torch.uint8), (rows, cols), bits, scheme, group_size)
     qmax = 2 ** (bits - 1) - 1
     absmax = w.abs().amax() if scheme == "per_tensor" else w.abs().amax(dim=1, keepdim=True)  # () or (rows, 1)
     scale = absmax / qmax
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     codes = torch.round(w / scale).clamp(-qmax, qmax)
-    data = pack_int4(codes + 8) if bits == 4 else codes.to(torch.int8)
+    data = _store(codes + 2 ** (bits - 1), bits) if bits < 8 else codes.to(torch.int8)
     return QuantizedTensor(data, scale, None, (rows, cols), bits, scheme, None)
 
 
@@ -203,16 +241,20 @@ def quantize_model(
         raise ValueError(f"include_embeddings must be True or False, got {include_embeddings!r}")
     out = model if inplace else copy.deepcopy(model)
     shared: dict[int, QuantEmbedding] = {}  # id(float weight) -> its quantised embedding
-    modules = list(out.named_modules())
+    # names rather than modules: each float layer is freed once its quantised replacement is in place, so
+    # quantising a large model in place never holds the float and the quantised weights in full at once
+    names = [name for name, m in out.named_modules() if isinstance(m, (nn.Embedding, nn.Linear))]
     if include_embeddings:
-        for name, m in modules:
+        for name in names:
+            m = out.get_submodule(name)
             if isinstance(m, nn.Embedding):
                 if not torch.isfinite(m.weight).all():
                     raise ValueError(f"{name}.weight holds inf or NaN values; a quantised copy would be NaN")
                 q = QuantEmbedding(quantize_tensor(m.weight, bits, scheme, group_size))
                 shared[id(m.weight)] = q
                 replace_submodule(out, name, q)
-    for name, m in modules:
+    for name in names:
+        m = out.get_submodule(name)
         if isinstance(m, nn.Linear):
             if not torch.isfinite(m.weight).all():
                 raise ValueError(f"{name}.weight holds inf or NaN values; a quantised copy would be NaN")

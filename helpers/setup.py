@@ -209,7 +209,10 @@ def install(
     if wheelhouse is None:
         _checked(runner, [str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
     install_torch(python, runner=runner, wheelhouse=wheelhouse, index=index, gpu=gpu, reachable=reachable)
-    target = f"{ROOT}[test]" if kind == "test" else str(ROOT)
+    # COURSE_EXTRAS=cluster adds optional extras (CI: Ray Tune and psycopg for the cluster tests)
+    extras = [e for e in os.environ.get("COURSE_EXTRAS", "").split(",") if e.strip()]
+    extras = (["test"] if kind == "test" else []) + [e.strip() for e in extras]
+    target = f"{ROOT}[{','.join(extras)}]" if extras else str(ROOT)
     _checked(runner, [str(python), "-m", "pip", "install", *src, "-e", target])
     _checked(runner, [str(python), "-m", "pip", "install", *src, "--no-deps", *NO_DEPS])
     if runner is run_command:  # a dry run records nothing

@@ -112,7 +112,7 @@ def test_zero_weights_stay_exact():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(bits=3), r"bits must be one of \(4, 8\), got 3"),
+        (dict(bits=5), r"bits must be one of \(2, 3, 4, 8\), got 5"),
         (dict(bits=16), "bits must be one of"),
         (dict(bits=True), "bits must be one of"),
         (dict(scheme="per_row"), "scheme must be one of"),

@@ -32,7 +32,7 @@ from helpers.tuning.spaces import (
     suggest,
     validate_space,
 )
-from helpers.tuning.storage import make_storage
+from helpers.tuning.storage import STORAGE_ENV, make_storage, mask_url, storage_url
 from helpers.tuning.strategies import HAS_CMAES, make_pruner, make_sampler
 from helpers.tuning.worker import (
     _SLOT_STATES,
@@ -47,6 +47,6 @@ __all__ = [
     "FINISHED", "GPT_WORKER_SPACE", "HAS_CMAES", "PARAM_TYPES", "QUADRATIC_SPACE", "GPTObjective",
     "_COSTS", "_MODEL_KEYS", "_OverBudget", "_SLOT_STATES", "_gpt_worker_objective", "_suggest_one",
     "best_so_far", "edge_params", "evaluate_on_test", "gpt_objective", "grid_axes", "main", "make_pruner",
-    "make_sampler", "make_storage", "one_axis_loss", "pruning_savings", "quadratic_objective", "refine_space",
+    "make_sampler", "make_storage", "mask_url", "storage_url", "STORAGE_ENV", "one_axis_loss", "pruning_savings", "quadratic_objective", "refine_space",
     "run_worker", "suggest", "trial_rows", "validate_space", "warm_start", "write_csv",
 ]

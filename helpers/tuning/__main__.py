@@ -2,4 +2,7 @@
 
 from helpers.tuning.worker import main
 
-main()
+try:
+    main()
+except (ValueError, ConnectionError) as err:  # bad input or no database: one clear line, no traceback
+    raise SystemExit(f"error: {err}") from None

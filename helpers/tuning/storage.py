@@ -1,8 +1,17 @@
-"""Study storage from a URL: SQLite, PostgreSQL, MySQL or a journal file, with heartbeats."""
+"""Study storage from a URL: SQLite, PostgreSQL, MySQL or a journal file, with heartbeats.
+
+A URL with a password is a secret: anyone on the machine can read a process's command line. So the URL
+can also come from the environment variable ``COURSE_STORAGE``, and a PostgreSQL URL may leave the
+password out altogether: the driver (libpq, through ``psycopg``) then takes it from ``PGPASSWORD`` or
+from PostgreSQL's password file (``~/.pgpass``, or the file ``PGPASSFILE`` names). Passwords are masked
+(``***``) in every message this module writes.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 import sqlite3
 import sys
 import time
@@ -11,6 +20,59 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+
+#: the environment variable a worker reads its storage URL from when none is given
+STORAGE_ENV = "COURSE_STORAGE"
+SCHEMES = ("sqlite", "postgresql", "mysql", "journal")
+
+
+def storage_url(url: str | None) -> str:
+    """``url`` itself, or (when it is ``None`` or empty) the value of ``$COURSE_STORAGE``."""
+    if url:
+        return url
+    from_env = os.environ.get(STORAGE_ENV, "")
+    if not from_env.strip():
+        raise ValueError(f"storage: give a URL (--storage sqlite:///study.db) or set the environment variable "
+                         f"{STORAGE_ENV}; got neither")
+    return from_env
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for logs and error messages)."""
+    if not isinstance(url, str) or "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, sep, host = rest.rpartition("@")
+    if ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***{sep}{host}"
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` without the password of ``url`` anywhere in it."""
+    masked = mask_url(url)
+    if masked == url:
+        return text
+    password = url.split("://", 1)[1].rpartition("@")[0].split(":", 1)[1]
+    return text.replace(url, masked).replace(password, "***") if password else text
+
+
+def _check_connection(engine_url: Any, connect_args: dict[str, Any], url: str) -> None:
+    """Connect once, so that a wrong password or an unreachable server is a clear error in seconds."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(engine_url, connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.OperationalError as err:
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()
+        reason = " ".join(line.strip() for line in reason if line.strip())
+        raise ConnectionError(_scrub(f"storage {mask_url(url)}: cannot connect to the database server: {reason}",
+                                     url)) from None
+    finally:
+        engine.dispose()
 
 
 def sqlite_lock(path: str | Path) -> str | None:
@@ -66,7 +128,8 @@ def _wait_for_unlock(url: str, db: str, lock_timeout: float) -> None:
 
 
 def make_storage(url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None,
-                 max_retry: int = 2, lock_timeout: float = 30.0) -> optuna.storages.BaseStorage:
+                 max_retry: int = 2, connect_timeout: float = 10,
+                 lock_timeout: float = 30.0) -> optuna.storages.BaseStorage:
     """Open the storage at ``url``, checked first: ``sqlite:///study.db`` (one machine),
     ``postgresql://user:pw@host/db`` or ``mysql://...`` (many machines), or ``journal:PATH`` (an
     append-only log file, safe on network file systems).
@@ -79,11 +142,21 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     locked. A file that is locked when the storage opens is reported at once on stderr (with the
     kind of lock), and after ``lock_timeout`` seconds still locked raises a ``ValueError`` that says
     so, instead of a silent wait of minutes.
+
+    ``postgresql://`` uses the ``psycopg`` (version 3) driver when it is installed. A database server is
+    contacted once right away: a wrong password or a server that does not answer within
+    ``connect_timeout`` seconds raises ``ConnectionError``. Messages never contain the password.
     """
     if not isinstance(url, str) or not url.strip():
         raise ValueError(f"storage must be a URL such as sqlite:///study.db, got {url!r}")
     if not isinstance(lock_timeout, (int, float)) or isinstance(lock_timeout, bool) or not 0 <= lock_timeout < math.inf:
         raise ValueError(f"lock_timeout must be a finite number of seconds >= 0, got {lock_timeout!r}")
+    if not isinstance(connect_timeout, (int, float)) or isinstance(connect_timeout, bool) or connect_timeout <= 0:
+        raise ValueError(f"connect_timeout must be a number of seconds > 0, got {connect_timeout!r}")
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown storage scheme {scheme!r} in {mask_url(url)!r}; use sqlite:///FILE.db, "
+                         "postgresql://USER@HOST/DB, mysql://USER@HOST/DB or journal:PATH")
     if url.startswith("journal:"):
         path = Path(url[len("journal:"):].removeprefix("//"))
         if not path.name or not path.parent.is_dir():
@@ -95,13 +168,21 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
 
     try:
         parsed = sqlalchemy.engine.make_url(url)
-    except sqlalchemy.exc.ArgumentError as err:
+    except sqlalchemy.exc.ArgumentError:
         raise ValueError(f"storage must be a database URL (sqlite:///file.db, postgresql://..., "
-                         f"mysql://...) or journal:PATH, got {url!r}") from err
+                         f"mysql://...) or journal:PATH, got {mask_url(url)!r}") from None
     backend = parsed.get_backend_name()
-    if backend not in ("sqlite", "postgresql", "mysql"):
-        raise ValueError(f"storage: database must be sqlite, postgresql or mysql, got {backend!r} in {url!r}")
     kwargs: dict[str, Any] = {}
+    if backend in ("postgresql", "mysql"):
+        if backend == "postgresql" and "+" not in parsed.drivername and importlib.util.find_spec("psycopg"):
+            parsed = parsed.set(drivername="postgresql+psycopg")  # SQLAlchemy's default would be psycopg2
+        connect_args = {"connect_timeout": max(1, round(connect_timeout))}  # both drivers take whole seconds
+        try:
+            _check_connection(parsed, connect_args, url)
+        except ImportError as err:
+            raise ValueError(f"storage {mask_url(url)}: the database driver is not installed ({err}); "
+                             "for PostgreSQL: pip install 'psycopg[binary]'") from None
+        kwargs["engine_kwargs"] = {"connect_args": connect_args}
     if backend == "sqlite":
         db = parsed.database or ""
         if db in ("", ":memory:"):
@@ -121,10 +202,11 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
                     retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry)
                     kwargs.update(heartbeat_interval=heartbeat_interval, heartbeat_stale_trial_callback=retry,
                                   grace_period=grace_period or 2 * heartbeat_interval)
-                return optuna.storages.RDBStorage(url, **kwargs)
+                return optuna.storages.RDBStorage(parsed.render_as_string(hide_password=False), **kwargs)
         except ImportError as err:
-            raise ValueError(f"storage {url!r}: the database driver is not installed ({err})") from err
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as err:
+            raise ValueError(f"storage {mask_url(url)}: the database driver is not installed ({err})") from None
+        # PostgreSQL reports the same collision as "relation already exists" (a ProgrammingError)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as err:
             locked = backend == "sqlite" and "locked" in str(err)
             if locked and (attempt == 4 or time.monotonic() >= deadline):
                 lock = sqlite_lock(parsed.database or "") or "EXCLUSIVE"

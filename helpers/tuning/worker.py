@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from helpers.tuning.objective import GPTObjective, quadratic_objective
 from helpers.tuning.results import FINISHED, trial_rows
-from helpers.tuning.storage import make_storage
+from helpers.tuning.storage import STORAGE_ENV, make_storage, storage_url
 from helpers.tuning.strategies import make_sampler
 
 _DESCRIPTION = "Hyperparameter optimisation with Optuna: search spaces as data, objectives, storage, workers."
@@ -103,9 +103,9 @@ def _gpt_worker_objective(steps: int, seed: int, space_file: str | None) -> GPTO
     return GPTObjective(data, tokenizer.vocab_size, space, steps=steps, seed=seed)
 
 
-def run_worker(study: str, storage: str, trials: int, objective: str = "quadratic", sampler: str = "tpe",
+def run_worker(study: str, storage: str | None, trials: int, objective: str = "quadratic", sampler: str = "tpe",
                seed: int | None = None, sleep: float = 0.0, steps: int = 200, heartbeat: int | None = 2,
-               space_file: str | None = None, lock_timeout: float = 30.0) -> int:
+               space_file: str | None = None, lock_timeout: float = 30.0, connect_timeout: float = 10) -> int:
     """Work on the shared study ``study`` in ``storage`` until it holds ``trials`` finished trials.
 
     Any number of workers may run this at once, on one machine or many (with a database server).
@@ -115,9 +115,12 @@ def run_worker(study: str, storage: str, trials: int, objective: str = "quadrati
     same parameters, and a worker with nothing left to start waits for running trials until the
     study is complete: Optuna's heartbeats for databases, the workers' own for a journal file
     (``journal:PATH``). Without heartbeats a killed worker's trial stays RUNNING and holds its slot,
-    so the study ends one trial short. ``lock_timeout``: how long to wait for a locked SQLite file
-    (see ``make_storage``). Returns how many trials this worker finished.
+    so the study ends one trial short. ``lock_timeout``: how long to wait for a locked SQLite file;
+    ``connect_timeout``: how long to wait for a database server (see ``make_storage``).
+    ``storage=None`` reads the URL from ``$COURSE_STORAGE`` (see ``helpers.tuning.storage``).
+    Returns how many trials this worker finished.
     """
+    storage = storage_url(storage)
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise ValueError(f"trials must be a positive int, got {trials!r}")
     if objective not in ("quadratic", "gpt"):
@@ -127,7 +130,8 @@ def run_worker(study: str, storage: str, trials: int, objective: str = "quadrati
     if heartbeat is not None and (not isinstance(heartbeat, int) or isinstance(heartbeat, bool) or heartbeat < 1):
         raise ValueError(f"heartbeat must be None (off) or an int >= 1 (seconds), got {heartbeat!r}")
     journal = storage.startswith("journal:") if isinstance(storage, str) else False
-    store = make_storage(storage, heartbeat_interval=None if journal else heartbeat, lock_timeout=lock_timeout)
+    store = make_storage(storage, heartbeat_interval=None if journal else heartbeat, lock_timeout=lock_timeout,
+                         connect_timeout=connect_timeout)
     s = optuna.create_study(study_name=study, storage=store, load_if_exists=True,
                             sampler=make_sampler(sampler, seed, n_startup_trials=5))
     fn = quadratic_objective(sleep) if objective == "quadratic" else _gpt_worker_objective(steps, seed or 0, space_file)
@@ -173,7 +177,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("worker", help="run trials of a shared study until it has --trials finished trials")
     w.add_argument("--study", required=True, help="study name (created if missing)")
-    w.add_argument("--storage", required=True, help="sqlite:///file.db, postgresql://user:pw@host/db or journal:PATH")
+    storage_help = (f"sqlite:///file.db, postgresql://user@host/db or journal:PATH (default: ${STORAGE_ENV}); "
+                    "keep passwords off the command line: in $COURSE_STORAGE, $PGPASSWORD or ~/.pgpass")
+    w.add_argument("--storage", default=None, help=storage_help)
     w.add_argument("--trials", type=int, required=True, help="finished trials the whole study should reach")
     w.add_argument("--objective", choices=("quadratic", "gpt"), default="quadratic")
     w.add_argument("--sampler", choices=("random", "tpe", "cmaes"), default="tpe")
@@ -184,19 +190,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     w.add_argument("--heartbeat", type=int, default=2, help="seconds between heartbeats (0 = off)")
     w.add_argument("--lock-timeout", type=float, default=30.0,
                    help="seconds to wait for a SQLite file that another process holds locked (default 30)")
+    w.add_argument("--connect-timeout", type=float, default=10, help="seconds to wait for a database server")
     s = sub.add_parser("show", help="print the trials of a study")
     s.add_argument("--study", required=True)
-    s.add_argument("--storage", required=True)
+    s.add_argument("--storage", default=None, help=storage_help)
     s.add_argument("--lock-timeout", type=float, default=30.0, help="as for worker")
+    s.add_argument("--connect-timeout", type=float, default=10, help="as for worker")
     args = parser.parse_args(argv)
     if args.command == "worker":
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         n = run_worker(args.study, args.storage, args.trials, args.objective, args.sampler, args.seed,
-                       args.sleep, args.steps, args.heartbeat or None, args.space, args.lock_timeout)
+                       args.sleep, args.steps, args.heartbeat or None, args.space,
+                       lock_timeout=args.lock_timeout, connect_timeout=args.connect_timeout)
         print(f"worker {os.getpid()}: finished {n} trial(s) of study {args.study!r}")
     else:
-        study = optuna.load_study(study_name=args.study, storage=make_storage(args.storage,
-                                                                              lock_timeout=args.lock_timeout))
+        study = optuna.load_study(study_name=args.study, storage=make_storage(
+            storage_url(args.storage), lock_timeout=args.lock_timeout, connect_timeout=args.connect_timeout))
         for row in trial_rows(study):
             print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
 
