@@ -18,13 +18,14 @@ LAYERS = {
     "smollm2_file": 0,
     # the classroom tools: set-up, grading, the rendered course (no course modules imported; exercises runs grading)
     "setup": 0, "grading": 0, "site": 0,
+    "glossary": 0,  # GLOSSARY.md from the notebooks' glossaries
     "corpus": 1,  # text
     "tokenizer": 2, "byte_bpe": 2, "data": 2,  # text -> token ids
     "fused_loss": 3, "model": 3, "llama": 3,  # the two model families and their fused loss
     # the tools that use a model: training, sampling, adaptation, measuring, tuning, loading
     "optimizers": 4, "memory": 4, "schedules": 4, "train": 4, "lr_range": 4, "sampling": 4, "lora": 4,
     "quantize": 4, "tuning": 4, "checkpoints": 4, "architecture": 4, "neurons": 4, "pretrain": 4,
-    "pretrained": 4, "attention": 4, "kv_cache": 4, "rotary": 4,
+    "pretrained": 4, "attention": 4, "kv_cache": 4, "rotary": 4, "cheatsheet": 4,
     "plots": 5,  # figures
     "widgets": 6,  # interactive notebook controls
 }
