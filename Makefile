@@ -9,7 +9,7 @@ PLATFORMS ?= linux-x86_64 linux-aarch64 macos-arm64 windows-x86_64
 SETUP := $(PYTHON) -m helpers.setup
 SETUP_ARGS := --venv "$(VENV)" $(if $(WHEELHOUSE),--wheelhouse "$(WHEELHOUSE)",)
 
-.PHONY: course test setup setup-test clean-venv benchmarks wheelhouse bundle site site-fast
+.PHONY: course test setup setup-test clean-venv benchmarks mutation wheelhouse bundle site site-fast
 
 course:
 	$(SETUP) course $(SETUP_ARGS)
@@ -26,6 +26,10 @@ setup-test:
 
 benchmarks: setup-test
 	$(VENV)/bin/python -m benchmarks.run_all
+
+# Mutation scores of the core modules (minutes per module; not part of `make test`).
+mutation: setup-test
+	OMP_NUM_THREADS=1 $(VENV)/bin/python -m benchmarks.mutation
 
 # A folder of wheels for a room without internet (copy it to a USB stick), for the platforms named.
 wheelhouse:

@@ -60,9 +60,21 @@ def test_meta_model_has_the_real_models_shapes():
     assert not cpu.weight.is_meta and cpu.weight.abs().sum() > 0
 
 
-def test_gpt2_small_is_124439808():
-    assert A.GPT2_PARAMETERS["small"] == 124_439_808
-    assert A.GPT2_CONFIGS["small"].n_layer == 12 and A.GPT2_CONFIGS["xl"].n_head == 25
+@pytest.mark.parametrize("size", ["small", "medium", "large", "xl"])
+def test_gpt2_parameter_counts_are_what_the_configs_build(size):
+    """The published counts (124,439,808 for small) against the parameters a meta-device model of
+    each config actually has, and against Hugging Face's GPT-2 built from the same shapes."""
+    cfg = A.GPT2_CONFIGS[size]
+    meta = A.meta_model(cfg)
+    built = sum(p.numel() for p in meta.parameters())  # parameters() yields the tied matrix once
+    assert built == A.GPT2_PARAMETERS[size]
+    transformers = pytest.importorskip("transformers")
+    hc = transformers.GPT2Config(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, n_positions=cfg.block_size,
+                                 vocab_size=cfg.vocab_size)
+    with torch.device("meta"):
+        hf = transformers.GPT2LMHeadModel(hc)
+    assert sum(p.numel() for p in hf.parameters()) == A.GPT2_PARAMETERS[size]
+    assert A.GPT2_PARAMETERS["small"] == 124_439_808  # the figure quoted in the notebook's prose
 
 
 def test_memory_arithmetic():

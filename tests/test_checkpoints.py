@@ -356,3 +356,25 @@ def test_extra_with_non_string_keys_is_refused(tmp_path, model):
         with pytest.raises(ValueError, match=r"extra: dict keys must be strings"):
             save_checkpoint(tmp_path / "x", model, extra=extra)
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("delta", [-1, 1])
+def test_tokenizer_with_another_vocabulary_is_refused(saved, tok, delta):
+    """The tokenizer file must have exactly the model's vocabulary: one id fewer leaves a row of the
+    embedding that no text can reach, one more makes decode/encode produce ids the model cannot embed."""
+    merges = tok.merges[:-1] if delta < 0 else [*tok.merges, (tok.vocab_size - 2, 97)]  # the last merged id + "a"
+    other = BPETokenizer(merges)
+    assert other.vocab_size == tok.vocab_size + delta
+    other.save(saved / "tokenizer.json")
+    with pytest.raises(ValueError, match=rf"tokenizer.json.*has vocab_size={tok.vocab_size + delta} but config.json says "
+                                         rf"vocab_size={tok.vocab_size}"):
+        load_checkpoint(saved)
+
+
+def test_meta_reads_config_and_extra_without_the_weights(saved, model):
+    (saved / "model.safetensors").write_bytes(b"not read")  # the meta must not touch the weights
+    config, extra, has_tokenizer = checkpoints.load_checkpoint_meta(saved)
+    assert config == model.config and extra == {"steps": 5, "val_loss": 1.25} and has_tokenizer is True
+    (saved / "extra.json").unlink()
+    (saved / "tokenizer.json").unlink()
+    assert checkpoints.load_checkpoint_meta(saved)[1:] == ({}, False)

@@ -5,11 +5,13 @@ import torch
 
 from helpers.model import GPT, GPTConfig, linear_cross_entropy, parameter_count
 
-transformers = pytest.importorskip("transformers")
-
 
 def _hf_pair(seed: int, **cfg):
-    """A random Hugging Face GPT-2 built locally (no download) and our copy of it."""
+    """A random Hugging Face GPT-2 built locally (no download) and our copy of it.
+
+    Only the tests that compare with Hugging Face skip without ``transformers``; the KV-cache,
+    finite-difference and bad-input tests run everywhere."""
+    transformers = pytest.importorskip("transformers")
     torch.manual_seed(seed)
     hc = transformers.GPT2Config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0, **cfg)
     hf = transformers.GPT2LMHeadModel(hc).eval()

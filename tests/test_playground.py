@@ -25,8 +25,9 @@ def base():
     return model, tok
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def playground(base):
+    """A fresh playground per test: a widget changed by one test must not set up the next."""
     model, tok = base
     box = sampling_playground(model, tok, prompt="Once upon", top=10)
     box.controls["max_tokens"].value = 8
@@ -83,9 +84,17 @@ def test_invalid_combination_shows_the_message_not_a_traceback(playground):
 def test_seed_button_gives_a_new_sample_and_seed_reproduces(playground):
     playground.controls["temperature"].value = 1.5
     first = playground.sample.value
-    playground.controls["seed"].value += 1
-    playground.controls["seed"].value -= 1
-    assert playground.sample.value == first
+    again = next(w for w in playground.children[3].children if getattr(w, "description", "").startswith("sample again"))
+    again.click()  # the "sample again" button: seed + 1
+    assert playground.controls["seed"].value == 1
+    assert "finish_reason" in playground.sample.value and playground.sample.value != first
+    second = playground.sample.value
+    again.click()
+    assert playground.controls["seed"].value == 2 and playground.sample.value not in (first, second)
+    playground.controls["seed"].value = 0
+    assert playground.sample.value == first, "the same seed gives the same sample"
+    playground.controls["seed"].value = 1
+    assert playground.sample.value == second
 
 
 def test_tokens_with_dollar_signs_are_drawn_as_plain_text():

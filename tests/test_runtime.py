@@ -3,17 +3,32 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from helpers import runtime
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(**env: str) -> dict[str, str]:
+    """The environment of a child that must import this checkout's helpers (not an installed copy),
+    whatever directory pytest was started from."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("COURSE_FAST", "COURSE_DEVICE")}
+    full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return full_env | env
+
 
 def _run(code: str, **env: str) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if k not in ("COURSE_FAST", "COURSE_DEVICE")}
-    full_env.update(env)
-    return subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-c", code], env=_env(**env), cwd=ROOT, capture_output=True, text=True)
+
+
+def test_children_import_this_checkout():
+    out = _run("import helpers; print(helpers.__file__)")
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.strip()).resolve() == ROOT / "helpers" / "__init__.py"
 
 
 @pytest.mark.parametrize("value,expected", [("", False), ("0", False), ("false", False), ("1", True), ("TRUE", True)])
@@ -77,7 +92,8 @@ def test_describe_prints_device_versions_mode(capsys):
 
 
 def test_check_env_reports_and_exits_zero():
-    out = subprocess.run([sys.executable, "-m", "helpers.check_env"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "helpers.check_env"], env=_env(), cwd=ROOT, capture_output=True,
+                         text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "environment report" in out.stdout and "torch" in out.stdout and "devices" in out.stdout
 

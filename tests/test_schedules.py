@@ -136,3 +136,114 @@ def test_lr_range_test_stops_on_explosion_and_restores_the_model(tiny_gpt):
     assert all(torch.equal(before[k], after[k]) for k in before), "weights must be restored"
     assert not model.training, "eval mode must be restored"
     assert 1e-4 < suggest_lr(lrs, losses) < lrs[-1]
+
+
+def _closed_form(name: str, s: int, total: int, base: float, warmup: int, ratio: float) -> float:
+    """Each schedule written out from its docstring, independently of helpers.schedules."""
+    lo = base * ratio
+    last = total - 1
+    if name == "constant":
+        return base
+    if name == "step":
+        return base * (1.0 if s < total // 2 else 0.1 if s < 3 * total // 4 else 0.01)
+    if name == "linear":
+        return base + (lo - base) * s / last
+    if name == "cosine":
+        return lo + (base - lo) * (1 + math.cos(math.pi * s / last)) / 2
+    if name == "warmup_cosine":
+        if s < warmup:
+            return base * (s + 1) / (warmup + 1)
+        return lo + (base - lo) * (1 + math.cos(math.pi * (s - warmup) / (last - warmup))) / 2
+    if name == "one_cycle":
+        mid = last / 2
+        return base / 25 + (base - base / 25) * s / mid if s <= mid else base + (lo - base) * (s - mid) / (last - mid)
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("name", list(SCHEDULES))
+@pytest.mark.parametrize("total,warmup,ratio", [(100, 10, 0.1), (37, 5, 0.0), (12, 1, 0.5), (2, 0, 0.2)])
+def test_every_step_matches_the_closed_form(name, total, warmup, ratio):
+    """Every step, not only the ends: a decay that starts one step late or runs one step short
+    differs from the closed form inside the decay, where the ends and the maximum still agree."""
+    got = lr_curve(name, total, 0.3, warmup_steps=warmup, min_lr_ratio=ratio)
+    want = [_closed_form(name, s, total, 0.3, warmup, ratio) for s in range(total)]
+    assert got == pytest.approx(want, rel=1e-12, abs=1e-15)
+
+
+def test_warmup_cosine_decay_worked_numbers():
+    """Hand-computed points of warmup_cosine(total=11, warmup=2, base=1, min_lr_ratio=0): the decay
+    spans steps 2..10, eight intervals, so step 4 is a quarter of the way and step 6 halfway."""
+    c = lr_curve("warmup_cosine", 11, 1.0, warmup_steps=2)
+    assert c[0] == pytest.approx(1 / 3) and c[1] == pytest.approx(2 / 3) and c[2] == 1.0
+    assert c[4] == pytest.approx((1 + math.sqrt(0.5)) / 2) and c[6] == pytest.approx(0.5)
+    assert c[8] == pytest.approx((1 - math.sqrt(0.5)) / 2) and c[10] == pytest.approx(0.0, abs=1e-15)
+
+
+def test_one_step_run_and_a_warmup_that_fills_all_but_the_last_step():
+    assert lr_curve("warmup_cosine", 1, 0.1) == [0.1]
+    assert lr_curve("warmup_cosine", 4, 0.1, warmup_steps=3, min_lr_ratio=0.5) == pytest.approx([0.025, 0.05, 0.075, 0.1])
+    assert lr_curve("one_cycle", 1, 0.1) == [0.1] and lr_curve("linear", 1, 0.1) == [0.1]
+
+
+def test_suggest_lr_needs_three_finite_losses():
+    with pytest.raises(ValueError, match="^losses must contain at least 3 finite values$"):
+        suggest_lr([1e-3, 1e-2, 1e-1, 1.0], [2.0, 1.0, math.nan, math.inf])
+    with pytest.raises(ValueError, match="window must be a positive int, got 0"):
+        smooth([1.0, 2.0], 0)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(total_steps=2.5), "total_steps must be an int >= 1, got 2.5"),
+    (dict(step=1.5), "step must be an int >= 0, got 1.5"),
+    (dict(step=True), "step must be an int >= 0, got True"),
+    (dict(warmup_steps=-1), "warmup_steps must be an int >= 0, got -1"),
+    (dict(warmup_steps=1.5), "warmup_steps must be an int >= 0, got 1.5"),
+    (dict(warmup_steps=True), "warmup_steps must be an int >= 0, got True"),
+])
+def test_non_int_steps_are_refused(kwargs, match):
+    args = dict(step=0, total_steps=100, base_lr=0.1, schedule="cosine") | kwargs
+    with pytest.raises(ValueError, match=match):
+        lr_at(**args)
+
+
+def test_defaults_are_no_warmup_and_decay_to_zero():
+    for name, fn in SCHEDULES.items():
+        assert [fn(s, 10, 0.1) for s in range(10)] == lr_curve(name, 10, 0.1, 0, 0.0), name
+    assert lr_at(3, 10, 0.1) == 0.1  # the default schedule is constant
+    assert lr_at(9, 10, 0.1, "cosine") == 0.0 and lr_at(0, 10, 0.1, "warmup_cosine") == 0.1
+
+
+def test_min_lr_ratio_one_keeps_the_base_lr_and_steps_past_the_end_stay_at_min():
+    for name in ("linear", "cosine", "warmup_cosine"):
+        assert lr_curve(name, 10, 0.1, 2, 1.0) == pytest.approx([0.1] * 10 if name != "warmup_cosine"
+                                                                else [0.1 / 3, 0.2 / 3] + [0.1] * 8)
+        assert lr_at(25, 10, 0.1, name, 2, 0.1) == pytest.approx(0.01)  # clamped at the end, not extrapolated
+    assert lr_at(25, 11, 0.1, "one_cycle", 0, 0.1) == pytest.approx(0.01)
+
+
+def test_smooth_worked_numbers():
+    assert smooth([0.0, 0.0, 3.0, 0.0, 0.0], 3) == [0.0, 1.0, 1.0, 1.0, 0.0]
+    assert smooth([0.0, 0.0, 5.0, 0.0, 0.0], 5) == [5 / 3, 5 / 4, 1.0, 5 / 4, 5 / 3]
+    assert smooth([1.0, 4.0, 2.0], 1) == [1.0, 4.0, 2.0] and smooth([1.0, 3.0], 2) == [2.0, 2.0]
+    for bad in (0, -1, 2.0):
+        with pytest.raises(ValueError, match=f"window must be a positive int, got {bad}"):
+            smooth([1.0, 2.0], bad)
+
+
+def test_suggest_lr_worked_numbers():
+    """Unevenly spaced LRs (log10: -4, -3, -2, 1, 2) and window=1, so every slope can be computed by
+    hand: central differences at indices 1 and 2, the ones before the minimum (index 3)."""
+    lrs = [1e-4, 1e-3, 1e-2, 10.0, 100.0]
+    # slopes: (3 - 5) / (-2 + 4) = -1 at 1e-3, (1 - 4) / (1 + 3) = -0.75 at 1e-2
+    assert suggest_lr(lrs, [5.0, 4.0, 3.0, 1.0, 3.0], window=1) == 1e-3
+    # slopes: (4 - 5) / 2 = -0.5 at 1e-3, (1 - 4.9) / 4 = -0.975 at 1e-2
+    assert suggest_lr(lrs, [5.0, 4.9, 4.0, 1.0, 3.0], window=1) == 1e-2
+    # the minimum at index 0: the slope at index 1 is the only one looked at
+    assert suggest_lr([1e-3, 1e-2, 1e-1, 1.0], [1.0, 5.0, 6.0, 7.0], window=1) == 1e-2
+    assert suggest_lr([1e-3, 1e-2, 1e-1], [3.0, 2.0, 1.0]) == 1e-2  # exactly 3 points are enough
+    # the window matters: unsmoothed the minimum is the dip at 1e-1; over 5 points the smoothed
+    # losses are [2, 2.25, 2.4, 2.25, 2] and the first minimum is at 1e-3
+    dip = [3.0, 3.0, 0.0, 3.0, 3.0]
+    assert suggest_lr([1e-3, 1e-2, 1e-1, 1.0, 10.0], dip, window=1, method="min_div_10") == 1e-2
+    assert suggest_lr([1e-3, 1e-2, 1e-1, 1.0, 10.0], dip, method="min_div_10") == 1e-4
+    assert suggest_lr([1e-3, 1e-2, 1e-1, 1.0], [4.0, 3.0, math.nan, 1.0], window=1) == 1e-2  # NaN dropped

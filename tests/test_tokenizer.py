@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
@@ -149,9 +150,27 @@ def test_save_load(tok, tmp_path):
     other.write_text('{"hello": 1}')
     with pytest.raises(ValueError, match="other.json.*not a tokenizer file"):
         BPETokenizer.load(other)
+    data = json.loads(path.read_text())
     bad = tmp_path / "bad.json"
-    bad.write_text(path.read_text().replace('"merges":[[', '"merges":[[9999,'))
-    with pytest.raises(ValueError, match="bad.json"):
+    # a well-formed pair whose first id does not exist yet when merge 0 is made (only bytes 0..255 do)
+    bad.write_text(json.dumps(data | {"merges": [[9999, data["merges"][0][1]], *data["merges"][1:]]}))
+    with pytest.raises(ValueError, match=r"bad.json.*merge 0 = \(9999, \d+\) refers to an id that does not exist yet"):
+        BPETokenizer.load(bad)
+    # a 3-element merge is a structural error, reported as such
+    bad.write_text(json.dumps(data | {"merges": [[1, 2, 3], *data["merges"][1:]]}))
+    with pytest.raises(ValueError, match=r"bad.json.*'merges' a list of \[int, int\] pairs"):
+        BPETokenizer.load(bad)
+    # a merge naming its own future id (merge i may use ids < 256 + i only)
+    bad.write_text(json.dumps(data | {"merges": [*data["merges"][:5], [256 + 5, 97], *data["merges"][6:]]}))
+    with pytest.raises(ValueError, match=r"bad.json.*merge 5 = \(261, 97\) refers to an id that does not exist yet"):
+        BPETokenizer.load(bad)
+    # a stated vocab_size that the merges do not give
+    bad.write_text(json.dumps(data | {"vocab_size": tok.vocab_size + 1}))
+    with pytest.raises(ValueError, match=rf"bad.json.*says vocab_size={tok.vocab_size + 1} but its merges give "
+                                         rf"{tok.vocab_size}"):
+        BPETokenizer.load(bad)
+    bad.write_text(json.dumps(data | {"merges": [[True, 2]]}))
+    with pytest.raises(ValueError, match=r"bad.json.*\[int, int\] pairs"):
         BPETokenizer.load(bad)
 
 

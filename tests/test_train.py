@@ -274,3 +274,37 @@ def test_train_fresh_starts_every_run_from_the_same_weights(tiny_gpt):
     other = train_fresh(tiny_gpt, data, seed=1, steps=5, batch_size=4, lr=1e-2, schedule="constant",
                         eval_every=None, device="cpu")[1]
     assert other.train_loss != h1.train_loss
+
+
+@pytest.mark.parametrize("schedule,warmup", [("warmup_cosine", 3), ("one_cycle", 0), ("step", 0)])
+def test_the_optimiser_uses_the_schedule_at_every_step(monkeypatch, tiny_gpt, schedule, warmup):
+    """The LR the optimiser actually applies at update k (1-based) is the schedule's value at the
+    0-based step k - 1, read from the param groups when ``step()`` is called, not from the History
+    (which records what train() meant to use)."""
+    import helpers.train as train_module
+
+    used: list[list[float]] = []
+    real = train_module.make_optimizer
+
+    def recording(*args, **kwargs):
+        opt = real(*args, **kwargs)
+        opt.register_step_pre_hook(lambda o, a, kw: used.append([g["lr"] for g in o.param_groups]))
+        return opt
+
+    monkeypatch.setattr(train_module, "make_optimizer", recording)
+    steps, base = 12, 0.02
+    hist = train(tiny_gpt(), _pattern_data(), _config(steps=steps, lr=base, schedule=schedule, warmup_steps=warmup,
+                                                       min_lr_ratio=0.1, eval_every=None))
+    assert len(used) == steps and all(len(set(groups)) == 1 for groups in used)
+    lo, last = base * 0.1, steps - 1
+    if schedule == "warmup_cosine":
+        want = [base * (s + 1) / (warmup + 1) if s < warmup
+                else lo + (base - lo) * (1 + math.cos(math.pi * (s - warmup) / (last - warmup))) / 2 for s in range(steps)]
+    elif schedule == "one_cycle":
+        mid = last / 2
+        want = [base / 25 + (base - base / 25) * s / mid if s <= mid else base + (lo - base) * (s - mid) / (last - mid)
+                for s in range(steps)]
+    else:
+        want = [base * (1.0 if s < 6 else 0.1 if s < 9 else 0.01) for s in range(steps)]
+    assert [groups[0] for groups in used] == pytest.approx(want, rel=1e-12)
+    assert hist.lr == pytest.approx(want, rel=1e-12), "the History records the LR that was used"
