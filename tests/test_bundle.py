@@ -6,13 +6,13 @@ import sys
 import zipfile
 from pathlib import Path
 
-from helpers import setup
+from helpers import handout
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bundle_has_the_course_and_no_solutions(tmp_path):
-    out = setup.build_bundle(tmp_path / "course.zip")
+    out = handout.build_bundle(tmp_path / "course.zip")
     names = zipfile.ZipFile(out).namelist()
     top = "llm-params-course/"
     assert all(n.startswith(top) for n in names)
@@ -36,7 +36,7 @@ def test_bundle_has_the_course_and_no_solutions(tmp_path):
 
 
 def test_unpacked_bundle_loads_the_base_model(tmp_path):
-    out = setup.build_bundle(tmp_path / "course.zip")
+    out = handout.build_bundle(tmp_path / "course.zip")
     zipfile.ZipFile(out).extractall(tmp_path / "x")
     course = tmp_path / "x" / "llm-params-course"
     code = "from helpers.checkpoints import load_base_model; m, tok = load_base_model(); print(len(tok.encode('hi there')))"
@@ -50,4 +50,4 @@ def test_bundle_out_must_be_a_zip(tmp_path):
     import pytest
 
     with pytest.raises(ValueError, match="out="):
-        setup.build_bundle(tmp_path / "course.tar")
+        handout.build_bundle(tmp_path / "course.tar")

