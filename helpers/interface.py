@@ -111,3 +111,25 @@ class LanguageModel(Protocol):
     def eval(self) -> Any: ...
     def to(self, *args: Any, **kwargs: Any) -> Any: ...
 
+
+def check_token_ids(idx: torch.Tensor, cache: Cache | None, config: ModelConfig) -> None:
+    """The input rule both model families apply: (B, T) integer ids in [0, vocab_size), at most
+    ``block_size`` positions counting the cached ones, and a cache holding the same batch."""
+    if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
+        shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
+        raise ValueError(f"idx must be a 2-D tensor of token ids (B, T), got {shape}")
+    if idx.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"idx must hold integer token ids, got dtype {idx.dtype}")
+    start = cache.pos if cache is not None else 0
+    if idx.shape[1] == 0 or start + idx.shape[1] > config.block_size:
+        raise ValueError(
+            f"sequence length must be in 1..block_size={config.block_size}, got "
+            f"{start + idx.shape[1]}" + (f" ({start} cached + {idx.shape[1]} new)" if start else "")
+        )
+    if cache is not None and cache.batch_size != idx.shape[0]:
+        raise ValueError(f"idx has batch size {idx.shape[0]} but the cache holds {cache.batch_size}")
+    # One reduction; on a GPU it waits for the device, a price worth a clear error over a crash.
+    lo, hi = torch.aminmax(idx)
+    if lo < 0 or hi >= config.vocab_size:
+        bad = int(hi) if hi >= config.vocab_size else int(lo)
+        raise ValueError(f"token ids must be in [0, vocab_size={config.vocab_size}), got {bad}")

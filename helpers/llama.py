@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from helpers.fused_loss import _autocast_on, linear_cross_entropy
+from helpers.interface import check_token_ids
 
 _RMS_NORM = getattr(F, "rms_norm", None)  # PyTorch >= 2.4
 _SDPA_GQA = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
@@ -315,23 +316,7 @@ class Llama(nn.Module):
         return LlamaKVCache(self.config, batch_size, self.device, dtype or self.model.embed_tokens.weight.dtype)
 
     def _check_input(self, idx: torch.Tensor, cache: LlamaKVCache | None) -> None:
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
-            shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
-            raise ValueError(f"idx must be a 2-D tensor of token ids (B, T), got {shape}")
-        if idx.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"idx must hold integer token ids, got dtype {idx.dtype}")
-        start = cache.pos if cache is not None else 0
-        if idx.shape[1] == 0 or start + idx.shape[1] > self.config.block_size:
-            raise ValueError(
-                f"sequence length must be in 1..block_size={self.config.block_size}, got "
-                f"{start + idx.shape[1]}" + (f" ({start} cached + {idx.shape[1]} new)" if start else "")
-            )
-        if cache is not None and cache.batch_size != idx.shape[0]:
-            raise ValueError(f"idx has batch size {idx.shape[0]} but the cache holds {cache.batch_size}")
-        lo, hi = torch.aminmax(idx)
-        if lo < 0 or hi >= self.config.vocab_size:
-            bad = int(hi) if hi >= self.config.vocab_size else int(lo)
-            raise ValueError(f"token ids must be in [0, vocab_size={self.config.vocab_size}), got {bad}")
+        check_token_ids(idx, cache, self.config)
 
     def _rope_slice(self, start: int, T: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin (T, head_dim) for positions start..start+T-1, computed once per device in float32."""

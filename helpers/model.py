@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from helpers.fused_loss import _autocast_on, linear_cross_entropy  # the output layer and the loss in one
+from helpers.interface import check_token_ids
 
 
 @dataclass
@@ -208,24 +209,7 @@ class GPT(nn.Module):
         return KVCache(self.config, batch_size, self.device, dtype or self.transformer.wte.weight.dtype)
 
     def _check_input(self, idx: torch.Tensor, cache: KVCache | None) -> None:
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
-            shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
-            raise ValueError(f"idx must be a 2-D tensor of token ids (B, T), got {shape}")
-        if idx.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"idx must hold integer token ids, got dtype {idx.dtype}")
-        start = cache.pos if cache is not None else 0
-        if idx.shape[1] == 0 or start + idx.shape[1] > self.config.block_size:
-            raise ValueError(
-                f"sequence length must be in 1..block_size={self.config.block_size}, got "
-                f"{start + idx.shape[1]}" + (f" ({start} cached + {idx.shape[1]} new)" if start else "")
-            )
-        if cache is not None and cache.batch_size != idx.shape[0]:
-            raise ValueError(f"idx has batch size {idx.shape[0]} but the cache holds {cache.batch_size}")
-        # One reduction; on a GPU it waits for the device, a price worth a clear error over a crash.
-        lo, hi = torch.aminmax(idx)
-        if lo < 0 or hi >= self.config.vocab_size:
-            bad = int(hi) if hi >= self.config.vocab_size else int(lo)
-            raise ValueError(f"token ids must be in [0, vocab_size={self.config.vocab_size}), got {bad}")
+        check_token_ids(idx, cache, self.config)
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Logits ``(B, T, vocab_size)`` for token ids ``idx`` ``(B, T)``.
