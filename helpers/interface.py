@@ -133,3 +133,23 @@ def check_token_ids(idx: torch.Tensor, cache: Cache | None, config: ModelConfig)
     if lo < 0 or hi >= config.vocab_size:
         bad = int(hi) if hi >= config.vocab_size else int(lo)
         raise ValueError(f"token ids must be in [0, vocab_size={config.vocab_size}), got {bad}")
+
+
+class CheckpointingSwitch:
+    """The ``gradient_checkpointing`` flag both model families carry (a mix-in for their ``nn.Module``).
+
+    When True, training forward passes keep only each block's input and recompute the block's activations
+    during backward: the same gradients, far fewer saved activations, about one extra forward pass.
+    """
+
+    _gradient_checkpointing: bool = False
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        return self._gradient_checkpointing
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, enabled: bool) -> None:
+        if not isinstance(enabled, bool):
+            raise ValueError(f"gradient_checkpointing must be True or False, got {enabled!r}")
+        self._gradient_checkpointing = enabled

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from helpers.fused_loss import _autocast_on, linear_cross_entropy
-from helpers.interface import check_token_ids
+from helpers.interface import CheckpointingSwitch, check_token_ids
 
 _RMS_NORM = getattr(F, "rms_norm", None)  # PyTorch >= 2.4
 _SDPA_GQA = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
@@ -273,7 +273,7 @@ class LlamaBlock(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
-class Llama(nn.Module):
+class Llama(CheckpointingSwitch, nn.Module):
     """A Llama-family decoder: token embeddings, ``n_layer`` blocks, a final RMSNorm, the output layer."""
 
     def __init__(self, config: LlamaConfig):
@@ -298,18 +298,6 @@ class Llama(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.model.embed_tokens.weight.device
-
-    @property
-    def gradient_checkpointing(self) -> bool:
-        """Activation checkpointing: training keeps only each block's input and recomputes the rest in
-        backward (same gradients, fewer saved activations, about one more forward pass of compute)."""
-        return self._gradient_checkpointing
-
-    @gradient_checkpointing.setter
-    def gradient_checkpointing(self, enabled: bool) -> None:
-        if not isinstance(enabled, bool):
-            raise ValueError(f"gradient_checkpointing must be True or False, got {enabled!r}")
-        self._gradient_checkpointing = enabled
 
     def new_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> LlamaKVCache:
         """An empty KV cache for ``batch_size`` sequences on the model's device."""

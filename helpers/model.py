@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from helpers.fused_loss import _autocast_on, linear_cross_entropy  # the output layer and the loss in one
-from helpers.interface import check_token_ids
+from helpers.interface import CheckpointingSwitch, check_token_ids
 
 
 @dataclass
@@ -154,7 +154,7 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class GPT(nn.Module):
+class GPT(CheckpointingSwitch, nn.Module):
     """GPT-2: token + position embeddings, ``n_layer`` blocks, a final LayerNorm, tied output head."""
 
     def __init__(self, config: GPTConfig):
@@ -190,19 +190,6 @@ class GPT(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.transformer.wte.weight.device
-
-    @property
-    def gradient_checkpointing(self) -> bool:
-        """Activation (gradient) checkpointing: when True, training forward passes keep only each
-        block's input and recompute the block's activations during backward. Same gradients, far
-        fewer saved activations, about one extra forward pass of compute."""
-        return self._gradient_checkpointing
-
-    @gradient_checkpointing.setter
-    def gradient_checkpointing(self, enabled: bool) -> None:
-        if not isinstance(enabled, bool):
-            raise ValueError(f"gradient_checkpointing must be True or False, got {enabled!r}")
-        self._gradient_checkpointing = enabled
 
     def new_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> KVCache:
         """An empty KV cache for ``batch_size`` sequences on the model's device."""
