@@ -18,7 +18,8 @@ from helpers.checkpoints import (
 from helpers.model import GPT, GPTConfig
 from helpers.tokenizer import BPETokenizer
 
-torch.set_num_threads(1)
+# one thread for these tiny models, for this module only (set at import it would leak into other test files)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
