@@ -46,8 +46,8 @@ wheelhouse:
 bundle:
 	$(SETUP) bundle dist/llm-params-course.zip
 
-# The course as a static website in site/ (index.html): every notebook executed in full mode (about 48 min
-# of CPU, 22 of them notebook 11); site-fast in fast mode, as CI builds it.
+# The course as a static website in site/ (index.html): every notebook executed in full mode (as long as
+# `make full`: the README's budget table); site-fast in fast mode, as CI builds it.
 site: setup
 	$(VENV)/bin/python -m helpers.site build site --jobs 2
 

@@ -261,11 +261,31 @@ def _budgeted(item, runtest):
         runtest()
         cpu = _children_cpu() - before
         item.user_properties.append(("kernel_cpu_s", round(cpu, 2)))
+        item.user_properties.append(("fast_budget_s", read_declaration(item.path)[1].fast_seconds))
         error = fast_budget_error(item.path, cpu) if cpu > 0 else None
         if error:
             raise AssertionError(error)
 
     return run
+
+
+_MEASURED: list[tuple[str, float, float]] = []  # (notebook, CPU seconds, fast budget) of this test run
+
+
+def pytest_runtest_logreport(report) -> None:
+    """Collect the measured CPU time (also from xdist workers, which send their reports here)."""
+    props = dict(getattr(report, "user_properties", ()))
+    if report.when == "call" and "kernel_cpu_s" in props:
+        _MEASURED.append((report.nodeid.split("::")[0], props["kernel_cpu_s"], props["fast_budget_s"]))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The notebooks' CPU times beside their fast budgets: a measurement, shown, as the checks use it."""
+    if not _MEASURED:
+        return
+    terminalreporter.section("fast-mode CPU time of each notebook's kernel (budget in brackets)")
+    for name, cpu, limit in sorted(_MEASURED):
+        terminalreporter.write_line(f"{cpu:6.1f} s  ({limit:g} s)  {name}{'  OVER' if cpu > limit else ''}")
 
 
 def pytest_collection_modifyitems(config, items) -> None:

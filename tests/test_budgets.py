@@ -217,3 +217,12 @@ def test_fast_budget_error_message():
     limit = read_declaration(path)[1].fast_seconds
     assert budgets.fast_budget_error(path, limit) is None
     assert f"fast_seconds={limit:g}" in budgets.fast_budget_error(path, limit + 0.1)
+
+
+def test_teaching_table_shows_the_declared_budgets():
+    text = (ROOT / "TEACHING.md").read_text(encoding="utf-8")
+    for path in budgets.notebook_paths():
+        b = read_declaration(path)[1]
+        row = re.search(rf"^\| {path.name[:2]} [^|]+\| ([^|]+) \|", text, re.M)
+        assert row, f"TEACHING.md has no row for {path.name[:2]}"
+        assert row.group(1) == f"{b.full_minutes:g} min ({b.fast_seconds:g} s)", path.name
