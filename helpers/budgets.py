@@ -399,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--fast", action="store_true", help="fast mode (COURSE_FAST=1, one thread)")
     run.add_argument("--threads", type=int, default=2, help="threads per kernel in full mode (default 2)")
     run.add_argument("--by", choices=("wall", "cpu"), default="wall",
-                     help="judge time by wall clock (default) or by CPU time (on a machine busy with other work)")
+                     help="judge time by wall clock (default) or by CPU time, on a machine busy with other work "
+                          "(stricter on an idle one: two threads can spend two CPU seconds per second)")
     run.add_argument("--no-write", action="store_true", help="do not write verified.json and the README")
     sub.add_parser("check", help="read every notebook's declaration and check the README table is current")
     sub.add_parser("readme", help="rewrite the README table from notebooks/verified.json (no notebook runs)")
