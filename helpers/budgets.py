@@ -401,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--by", choices=("wall", "cpu"), default="wall",
                      help="judge time by wall clock (default) or by CPU time, on a machine busy with other work "
                           "(stricter on an idle one: two threads can spend two CPU seconds per second)")
+    run.add_argument("--timeout", type=float, default=1800.0,
+                     help="seconds one cell may run before the notebook counts as failed (default 1800)")
     run.add_argument("--no-write", action="store_true", help="do not write verified.json and the README")
     sub.add_parser("check", help="read every notebook's declaration and check the README table is current")
     sub.add_parser("readme", help="rewrite the README table from notebooks/verified.json (no notebook runs)")
@@ -420,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
+    if not args.timeout > 0:
+        parser.error(f"--timeout must be > 0 seconds, got {args.timeout}")
     paths = notebook_paths(args.only)
     for path in paths:  # every declaration readable before minutes of running
         read_declaration(path)
@@ -427,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     results, start = [], time.perf_counter()
     for path in paths:
         print(f"== {path.stem} ({'fast' if args.fast else 'full'} mode, {threads} thread(s))", flush=True)
-        r = run_notebook(path, fast=args.fast, threads=threads)
+        r = run_notebook(path, fast=args.fast, threads=threads, timeout=args.timeout)
         r.judge(args.by)
         results.append(r)
         print_table([r])

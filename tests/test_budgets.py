@@ -226,3 +226,14 @@ def test_teaching_table_shows_the_declared_budgets():
         row = re.search(rf"^\| {path.name[:2]} [^|]+\| ([^|]+) \|", text, re.M)
         assert row, f"TEACHING.md has no row for {path.name[:2]}"
         assert row.group(1) == f"{b.full_minutes:g} min ({b.fast_seconds:g} s)", path.name
+
+
+def test_command_line_checks_its_arguments_and_the_readme(capsys):
+    assert budgets.main(["check"]) == 0
+    assert "the README table matches notebooks/verified.json" in capsys.readouterr().out
+    for bad in (["full", "--threads", "0"], ["full", "--timeout", "-1"], ["full", "--by", "feel"]):
+        with pytest.raises(SystemExit) as err:
+            budgets.main(bad)
+        assert err.value.code == 2
+    with pytest.raises(ValueError, match=r"only=\['99'\]"):
+        budgets.main(["full", "--only", "99", "--no-write"])
