@@ -254,9 +254,24 @@ def fast_budget_error(path: Path | str, cpu_s: float) -> str | None:
             f"budget (at most 30 s) in its first code cell")
 
 
+def _fail(message: str) -> None:
+    """Fail the nbmake item with ``message`` as its whole report (nbmake shows other exceptions as its own
+    internal errors, with a traceback that is not about the notebook)."""
+    try:
+        from nbmake.nb_result import NotebookError, NotebookResult
+        from nbmake.pytest_items import NotebookFailedException
+    except ImportError:
+        raise AssertionError(message) from None
+    error = NotebookError(summary=message, trace=message, failing_cell_index=0)
+    raise NotebookFailedException(NotebookResult(nb=None, error=error))
+
+
 def _budgeted(item, runtest):
     def run() -> None:
-        read_declaration(item.path)  # a notebook without a readable budget fails before it runs
+        try:  # a notebook without a readable budget fails before it runs
+            read_declaration(item.path)
+        except (ValueError, TypeError) as err:
+            _fail(str(err))
         before = _children_cpu()
         runtest()
         cpu = _children_cpu() - before
@@ -264,7 +279,7 @@ def _budgeted(item, runtest):
         item.user_properties.append(("fast_budget_s", read_declaration(item.path)[1].fast_seconds))
         error = fast_budget_error(item.path, cpu) if cpu > 0 else None
         if error:
-            raise AssertionError(error)
+            _fail(error)
 
     return run
 
