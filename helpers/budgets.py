@@ -363,7 +363,7 @@ def render_table(data: dict) -> str:
         if full:
             total_wall += full["wall_s"]
             total_cpu += full["cpu_s"]
-            flag = "" if full.get("ok") else " **over**" if full.get("over") else " **failed**"
+            flag = "" if full.get("ok") else " **failed**" if full.get("error") else " **over**"
             cells += [_minutes(full["wall_s"]) + flag, _minutes(full["cpu_s"]), f"{full['peak_mb'] / 1000:.2f} GB"]
         else:
             cells += ["not run", "", ""]
