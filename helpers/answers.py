@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -18,6 +18,7 @@ import torch
 from helpers.data import get_batch
 from helpers.lora import LoRALinear
 from helpers.quantize import quantize_tensor
+from helpers.sampling import SamplingParams, process_logits
 from helpers.schedules import lr_at
 from helpers.train import History, TrainConfig
 
@@ -26,6 +27,17 @@ def linear_parameter_count(n_in: int, n_out: int) -> int:
     """Parameters (weights and biases) of a ``torch.nn.Linear(n_in, n_out)``, counted on a real layer."""
     layer = torch.nn.Linear(n_in, n_out, device="meta")  # no memory: only the shapes are needed
     return sum(p.numel() for p in layer.parameters())
+
+
+def sampling_probabilities(logits: Sequence[float], params: SamplingParams) -> list[float]:
+    """The distribution the course's sampler draws from for one row of ``logits`` under ``params``."""
+    row = torch.tensor([list(logits)], dtype=torch.float64)  # (1, V)
+    return process_logits(row, params)[0].softmax(-1).tolist()
+
+
+def token_count(tokenizer: Any, text: str) -> int:
+    """How many tokens ``tokenizer`` turns ``text`` into."""
+    return len(tokenizer.encode(text))
 
 
 def tokens_per_step(config: TrainConfig, tokens: torch.Tensor) -> int:
@@ -52,6 +64,22 @@ def first_step_reaching(fraction: float, total_steps: int, base_lr: float, sched
         if lr_at(step, total_steps, base_lr, schedule, warmup_steps=warmup_steps) >= fraction * base_lr * (1 - 1e-12):
             return step
     raise ValueError(f"the schedule never reaches fraction={fraction} of base_lr in {total_steps} steps")
+
+
+def is_exponential_decay(f: Callable[[int, int, float, float], float]) -> bool:
+    """Whether ``f(step, total_steps, base_lr, min_lr_ratio)`` is an exponential decay: ``base_lr`` at step 0,
+    ``base_lr * min_lr_ratio`` at the last step, and the same factor from every step to the next.
+
+    Checked as properties on several runs, so no expected learning rate is written anywhere.
+    """
+    for total, base, ratio in ((11, 0.1, 0.01), (50, 3e-3, 0.1), (2, 1.0, 0.5), (7, 2.0, 1.0)):
+        lrs = [float(f(s, total, base, ratio)) for s in range(total)]
+        if not (math.isclose(lrs[0], base, rel_tol=1e-9) and math.isclose(lrs[-1], base * ratio, rel_tol=1e-9)):
+            return False
+        factors = [b / a for a, b in zip(lrs, lrs[1:])]
+        if not all(math.isclose(q, factors[0], rel_tol=1e-9) for q in factors):
+            return False
+    return True
 
 
 def runs_within(final_losses: Sequence[float], margin: float) -> int:

@@ -8,6 +8,7 @@ import torch
 
 from helpers import answers
 from helpers.lora import apply_lora, trainable_parameters
+from helpers.sampling import SamplingParams
 from helpers.schedules import lr_at
 from helpers.train import History, TrainConfig
 
@@ -80,3 +81,24 @@ def test_bits_per_weight_of_int4_groups():
 def test_pareto_numbers_sorted():
     study = SimpleNamespace(best_trials=[SimpleNamespace(number=7), SimpleNamespace(number=2)])
     assert answers.pareto_numbers(study) == [2, 7]
+
+
+def test_sampling_probabilities_at_a_temperature():
+    # softmax of the logits divided by T, written out: exp(z_i / T) / sum_j exp(z_j / T)
+    z, t = [2.0, 1.0, 0.0], 0.5
+    by_hand = [math.exp(v / t) / sum(math.exp(u / t) for u in z) for v in z]
+    assert answers.sampling_probabilities(z, SamplingParams(temperature=t)) == pytest.approx(by_hand)
+
+
+def test_token_count():
+    tok = SimpleNamespace(encode=lambda text: text.split())
+    assert answers.token_count(tok, "a b c") == 3
+
+
+def test_is_exponential_decay_accepts_only_a_constant_factor():
+    good = lambda s, n, lr, r: lr * r ** (s / (n - 1))  # noqa: E731
+    linear = lambda s, n, lr, r: lr * (1 - (1 - r) * s / (n - 1))  # right ends, wrong shape  # noqa: E731
+    off_by_one = lambda s, n, lr, r: lr * r ** (s / n)  # never reaches the end value  # noqa: E731
+    assert answers.is_exponential_decay(good)
+    assert not answers.is_exponential_decay(linear)
+    assert not answers.is_exponential_decay(off_by_one)
