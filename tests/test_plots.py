@@ -428,8 +428,9 @@ def test_describe_reads_what_a_figure_made_with_matplotlib_shows():
     text = plots.describe(fig)
     assert text.startswith("2 panels. training: line chart of loss against step showing loss. counts: bar chart")
     assert plots.alt_text(fig) == text  # nothing stored: the description alone
-    plots.set_alt(fig, "Loss falls, y counts twice x")
-    assert plots.alt_text(fig).startswith("Loss falls, y counts twice x. 2 panels.")
+    plots.set_alt(fig, "Loss falls; y is twice x")
+    assert plots.alt_text(fig) == ("Loss falls; y is twice x. training: line chart of loss against step showing "
+                                   "loss. counts: bar chart")
     with pytest.raises(ValueError, match="text"):
         plots.set_alt(fig, "  ")
     plt.close(fig)

@@ -81,27 +81,35 @@ def _panel(ax: Axes) -> str:
     return " ".join(words)
 
 
+def _panels(fig: Figure) -> list[Axes]:
+    return [ax for ax in fig.axes if ax.get_visible() and ax.axison and ax.get_label() != "<colorbar>"]
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_ALT_CHARS else text[: MAX_ALT_CHARS - 1].rstrip() + "…"
+
+
 def describe(fig: Figure) -> str:
     """A description generated from the figure's content: its title and one sentence per panel."""
-    panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison and ax.get_label() != "<colorbar>"]
+    panels = _panels(fig)
     parts = []
     if fig._suptitle is not None and fig._suptitle.get_text():
         parts.append(fig._suptitle.get_text())
     if len(panels) > 1:
         parts.append(f"{len(panels)} panels")
     parts += [_panel(ax) for ax in panels]
-    text = ". ".join(p.rstrip(".") for p in parts if p) or "An empty figure"
-    return text if len(text) <= MAX_ALT_CHARS else text[: MAX_ALT_CHARS - 1].rstrip() + "…"
+    return _clip(". ".join(p.rstrip(".") for p in parts if p) or "An empty figure")
 
 
 def alt_text(fig: Figure) -> str:
-    """The figure's alt text: the one its plot function stored, followed by the generated description."""
+    """The figure's alt text: the one its plot function stored, then a generated sentence for each panel
+    whose title it does not already name (so every title is in it); without a stored one, ``describe``."""
     own = getattr(fig, "course_alt", None)
-    generated = describe(fig)
     if not own:
-        return generated
-    text = f"{own.rstrip('.')}. {generated}"
-    return text if len(text) <= MAX_ALT_CHARS else text[: MAX_ALT_CHARS - 1].rstrip() + "…"
+        return describe(fig)
+    extra = [_panel(ax) for ax in _panels(fig)
+             if " ".join(ax.get_title().split()) and " ".join(ax.get_title().split()) not in own]
+    return _clip(". ".join([own.rstrip(".")] + [p.rstrip(".") for p in extra]))
 
 
 def finish(fig: Figure, alt: str, layout: bool = True) -> Figure:
