@@ -121,6 +121,9 @@ def _catalogue() -> dict[str, callable]:
         "plot_attention_grid": lambda: AT.plot_attention_grid(torch.rand(4, 4, 12, 12), suptitle="all 16 heads"),
         "plot_head_scores": lambda: AT.plot_head_scores({"previous token": torch.rand(4, 4),
                                                          "first token": torch.rand(4, 4)}),
+        "plot_head_scores (five measures)": lambda: AT.plot_head_scores(
+            {m: torch.rand(4, 4) * 30 for m in ("previous token", "on the name (× even)", "on sentence ends (× even)",
+                                                "mean distance (tokens)", "entropy (nats)")}),
         "plot_head_scores (SmolLM2)": lambda: AT.plot_head_scores({"previous token": torch.rand(30, 9),
                                                                    "first token": torch.rand(30, 9)}),
         "plot_similarity": lambda: AT.plot_similarity(torch.rand(64, 64) * 2 - 1, title="wpe", xlabel="position",
@@ -196,6 +199,10 @@ def _catalogue() -> dict[str, callable]:
                                                                               [0.7, 0.75, 0.72], [0.9, 0.92, 0.91]]),
         "plot_bars": lambda: T.plot_bars(sched_final, ylabel="final training loss", title="schedules at peak lr 0.3",
                                          highlight="warmup_cosine"),
+        "plot_bars (many, horizontal)": lambda: T.plot_bars(
+            {f"h.{i}.{part}": 0.001 * (i + 1) * (-1) ** i for i in range(4)
+             for part in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")} | {"all biases": 0.285},
+            ylabel="nats / token", title="validation loss increase when biases are zeroed"),
         "plot_bars (diverged, negative)": lambda: T.plot_bars({"a": 0.4, "b": -0.1, "c": math.inf},
                                                               title="validation loss increase"),
         "plot_grid_vs_random": lambda: TU.plot_grid_vs_random(pts[:9], pts, x_opt=0.3),

@@ -76,9 +76,14 @@ def plot_head_scores(scores: Mapping[str, torch.Tensor], fmt: str = "{:.2f}") ->
     L, H = next(iter(shapes))
     annotate = L * H <= 64
     height = 3.0 if annotate else 0.16 * L + 1.4
-    width = min(max(3.2, 0.35 * H + 1.6) * len(scores), MAX_WIDTH_IN)
-    fig, axes = plt.subplots(1, len(scores), figsize=(width, height), squeeze=False)
-    for ax, (name, s) in zip(axes[0], scores.items()):
+    # rows of at most three panels (two with colour bars): more side by side leave no room for the numbers
+    ncols = min(len(scores), 3 if annotate else 2)
+    nrows = -(-len(scores) // ncols)
+    width = min(max(3.0, 0.45 * H + 1.4) * ncols, MAX_WIDTH_IN)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height * nrows), squeeze=False)
+    for ax in axes.flat[len(scores):]:
+        ax.axis("off")
+    for ax, (name, s) in zip(axes.flat, scores.items()):
         a = s.detach().float().cpu().numpy()
         im = ax.imshow(a, cmap="viridis", aspect="auto")
         if annotate:
@@ -88,7 +93,7 @@ def plot_head_scores(scores: Mapping[str, torch.Tensor], fmt: str = "{:.2f}") ->
                             color="w" if a[i, j] < (a.min() + a.max()) / 2 else "k")
         else:
             fig.colorbar(im, ax=ax, fraction=0.08)
-        hstep = 1 if H * 0.16 <= width / len(scores) - 0.8 else max(2, H // 8)  # 8-pt numbers need the room
+        hstep = 1 if H * 0.16 <= width / ncols - 0.8 else max(2, H // 8)  # 8-pt numbers need the room
         ax.set_xticks(range(0, H, hstep), [str(j) for j in range(0, H, hstep)], fontsize=8)
         step = 1 if L <= 12 else 5
         ax.set_yticks(range(0, L, step), [str(i) for i in range(0, L, step)], fontsize=8)

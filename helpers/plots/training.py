@@ -187,22 +187,38 @@ def plot_bars(values: Mapping[str, float], ylabel: str = "", title: str = "", hi
     ``highlight`` names a bar to draw in another colour; a value that is not finite (a diverged
     run) becomes a full red bar labelled "diverged". Bars start at 0 (a bar's length is its value;
     an axis that starts elsewhere exaggerates small differences), and each bar has its value written on it.
+    More than six bars, or long names, are drawn horizontally, one row per name, so the names stay legible.
     """
-    fig, ax = plt.subplots(figsize=(min(max(5.0, 1.1 * len(values)), MAX_WIDTH_IN), 3.8))
     names = list(values)
+    horizontal = len(names) > 6 or max(len(n) for n in names) * len(names) > 60
+    if horizontal:
+        fig, ax = plt.subplots(figsize=(MAX_WIDTH_IN * 0.8, 0.32 * len(names) + 1.2))
+    else:
+        fig, ax = plt.subplots(figsize=(min(max(5.0, 1.1 * len(names)), MAX_WIDTH_IN), 3.8))
     finite = [v for v in values.values() if math.isfinite(v)] or [1.0]
     top = max(max(finite) * 1.05, 0.0)
     colors = ["C2" if n == highlight else "C0" if math.isfinite(values[n]) else "C3" for n in names]
     heights = [values[n] if math.isfinite(values[n]) else top for n in names]  # a diverged run: a full red bar
-    ax.bar(names, heights, color=colors)
-    for i, v in enumerate(values.values()):
-        ax.text(i, heights[i], f"{v:.4g}" if math.isfinite(v) else "diverged", ha="center",
-                va="bottom" if heights[i] >= 0 else "top", fontsize=9)
-    lo = min(0.0, min(finite) * 1.12)
-    ax.set_ylim(lo, max(top * 1.1, 0.0))  # always includes 0, with room for the numbers on the bars
-    ax.set(ylabel=ylabel, title=title)
-    ax.set_xticks(range(len(names)), names, rotation=20, ha="right", rotation_mode="anchor")
-    ax.grid(alpha=0.3, axis="y")
+    labels = [f"{v:.4g}" if math.isfinite(v) else "diverged" for v in values.values()]
+    lo = min(0.0, min(finite) * 1.1)
+    hi = max(top, 0.0) + (0.3 if horizontal else 0.1) * (max(top, 0.0) - lo)  # 0, and room for the numbers
+    if horizontal:
+        ax.barh(range(len(names)), heights, color=colors)
+        for i, text in enumerate(labels):  # on the positive side of 0 also for a negative bar: nothing to collide with
+            ax.text(max(heights[i], 0.0), i, f" {text}", va="center", ha="left", fontsize=9)
+        ax.set_yticks(range(len(names)), names)
+        ax.invert_yaxis()
+        ax.set_xlim(lo, hi)
+        ax.set(xlabel=ylabel, title=title)
+        ax.grid(alpha=0.3, axis="x")
+    else:
+        ax.bar(range(len(names)), heights, color=colors)
+        for i, text in enumerate(labels):
+            ax.text(i, max(heights[i], 0.0), text, ha="center", va="bottom", fontsize=9)
+        ax.set_ylim(lo, hi)
+        ax.set(ylabel=ylabel, title=title)
+        ax.set_xticks(range(len(names)), names, rotation=20, ha="right", rotation_mode="anchor")
+        ax.grid(alpha=0.3, axis="y")
     return finish(fig, f"{title}: bar chart of {ylabel or 'the value'} per run: " + ", ".join(
         f"{n} {v:.4g}" if math.isfinite(v) else f"{n} diverged" for n, v in values.items())
         + (f"; {highlight} highlighted" if highlight else ""))
