@@ -131,7 +131,7 @@ def plot_size_vs_loss(rows: Sequence[Mapping], x: str = "size_mb", y: str = "val
     Each variant has its own colour and marker and is named in the legend beside the axes: labels
     written next to the points overlap when two variants are close in size and loss.
     """
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    fig, ax = plt.subplots(figsize=(MAX_WIDTH_IN, 4.4))
     markers = "osD^vP*Xh<>p"
     for i, r in enumerate(rows):
         ax.plot([r[x]], [r[y]], markers[i % len(markers)], color=f"C{i % 10}", ms=9, ls="none",

@@ -13,6 +13,8 @@ chart, the legend). In IPython the PNG of a figure is emitted with that text in 
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib as mpl
 from matplotlib.axes import Axes
 from matplotlib.collections import PathCollection
@@ -112,9 +114,22 @@ def alt_text(fig: Figure) -> str:
     return _clip(". ".join([own.rstrip(".")] + [p.rstrip(".") for p in extra]))
 
 
+def wrap_titles(fig: Figure) -> None:
+    """Break a panel title that is wider than its panel into lines (long titles of neighbouring panels
+    otherwise run into each other)."""
+    for ax in fig.axes:
+        title = ax.title
+        text = title.get_text()
+        width_pt = ax.get_position().width * fig.get_figwidth() * 72
+        chars = int(width_pt / (0.58 * title.get_fontsize()))  # DejaVu Sans: about 0.55 em per character
+        if text and chars >= 12 and any(len(line) > chars for line in text.split("\n")):
+            title.set_text("\n".join(textwrap.fill(line, chars) for line in text.split("\n")))
+
+
 def finish(fig: Figure, alt: str, layout: bool = True) -> Figure:
-    """The last step of every plot function: tight layout, the alt text, and the display hook."""
+    """The last step of every plot function: titles that fit, tight layout, the alt text, the display hook."""
     if layout:
+        wrap_titles(fig)
         fig.tight_layout()
     set_alt(fig, alt)
     install_display()
