@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from helpers.plots.style import MAX_WIDTH_IN, finish
 
@@ -67,6 +68,9 @@ def plot_attention_cost(results: Mapping[str, Sequence[Mapping]], fits: Mapping[
     ax_t.set(xlabel="sequence length T", ylabel="ms per forward", title="time of one attention layer")
     ax_m.set(xlabel="sequence length T", ylabel="MB", title="peak memory of tensors alive at once")
     ax_m.set(xscale="log", yscale="log")
+    lengths = sorted({int(r["seq_len"]) for rows in results.values() for r in rows})
+    ax_m.xaxis.set_minor_formatter(NullFormatter())  # 2x10², 3x10², ... crowd each other: the lengths measured instead
+    ax_m.set_xticks(lengths, [str(t) for t in lengths])
     ax_t.legend()
     ax_m.legend()
     return finish(fig, "Time and peak memory of one attention layer against sequence length for "

@@ -121,7 +121,7 @@ def wrap_titles(fig: Figure) -> None:
         title = ax.title
         text = title.get_text()
         width_pt = ax.get_position().width * fig.get_figwidth() * 72
-        chars = int(width_pt / (0.58 * title.get_fontsize()))  # DejaVu Sans: about 0.55 em per character
+        chars = int(width_pt / (0.5 * title.get_fontsize()) * 1.15)  # about 0.5 em a character; tight_layout widens panels
         if text and chars >= 12 and any(len(line) > chars for line in text.split("\n")):
             title.set_text("\n".join(textwrap.fill(line, chars) for line in text.split("\n")))
 
