@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -43,7 +44,7 @@ def plot_memory(rows: Sequence[Mapping], columns: Sequence[str] = ("fp32", "bf16
         ax.bar(x + (i - (len(columns) - 1) / 2) * width, [r[col] / 1e9 for r in rows], width, label=col)
     if limit_gb is not None:
         ax.axhline(limit_gb, color="k", ls="--", lw=1, label=f"{limit_gb:g} GB")
-    ax.set_xticks(x, [r["model"] for r in rows])
+    ax.set_xticks(x, [textwrap.fill(str(r["model"]), 16) for r in rows])
     ax.set(yscale="log", ylabel="GB (10⁹ bytes)", title="memory: weights alone vs AdamW training")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return finish(fig, "Grouped bars, log scale: memory in GB of " + "; ".join(

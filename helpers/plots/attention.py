@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -19,6 +20,7 @@ def _map_on(ax: plt.Axes, weights: torch.Tensor, labels: Sequence[str] | None, t
     ax.set_title(title, fontsize=9 if small else 10)
     if labels is not None and not small:
         ticks = range(len(labels))
+        labels = [str(t).replace("\n", "\\n").replace("\t", "\\t") for t in labels]  # one line per token
         ax.set_xticks(ticks, labels, rotation=90, fontsize=8, parse_math=False)
         ax.set_yticks(ticks, labels, fontsize=8, parse_math=False)
         ax.set(xlabel="key (looked at)", ylabel="query (looking)")
@@ -151,8 +153,10 @@ def plot_kv_cache(rows: Sequence[Mapping], tokens_key: str = "tokens", label_key
             ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.2g}", ha="center", va="bottom", fontsize=8)
     if limit_bytes is not None:
         ax.axhline(limit_bytes / 1e9, color="k", ls="--", lw=1)
-    ax.set_xticks(x, models)
+    ax.set_xticks(x, [textwrap.fill(m, 16) for m in models])  # long model names side by side run into each other
     ax.set(yscale="log", ylabel="GB (10⁹ bytes)", title="KV cache of one conversation (bf16)")
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi * 1.6)  # room for the numbers above the highest bar
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return finish(fig, "Grouped bars, log scale: the KV cache in GB of " + "; ".join(
         f"{r[label_key]} at {r[tokens_key]:,} tokens {r[bytes_key] / 1e9:.2g}" for r in rows))
