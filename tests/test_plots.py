@@ -416,6 +416,16 @@ def test_size_vs_loss_names_every_variant_without_covering_the_reference():
     plt.close(fig)
 
 
+def test_loss_curves_show_every_validation_point():
+    """Validation losses above every training loss (overfitting) stay inside the axes."""
+    from helpers.plots.training import plot_loss_curves
+
+    fig = plot_loss_curves({"none": _history([5.0 - i / 50 for i in range(100)], val=[6.1, 7.9])}, val=True)
+    lo, hi = fig.axes[0].get_ylim()
+    assert lo <= 3.0 and hi >= 7.9
+    plt.close(fig)
+
+
 def test_lr_schedule_legend_leaves_the_ramps_free():
     """The warmup and one-cycle ramps start at the lower left, where a legend inside the axes sat."""
     fig = CATALOGUE["plot_lr_schedules"]()

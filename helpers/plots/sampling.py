@@ -135,7 +135,7 @@ def plot_metric_lines(xs: Sequence, series: Mapping[str, Sequence[float]], xlabe
 def plot_lines(xs: Sequence[float], series: Mapping[str, Sequence[float]], xlabel: str, ylabel: str,
                title: str = "") -> Figure:
     """Several lines on one panel, sharing the x values."""
-    fig, ax = plt.subplots(figsize=(7.0, 3.8))
+    fig, ax = plt.subplots(figsize=(MAX_WIDTH_IN * 0.85, 3.8))
     for name, values in series.items():
         ax.plot(xs, values, "o-", label=name)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)

@@ -41,7 +41,8 @@ def plot_loss_curves(histories: Mapping[str, History], x: str = "step", val: boo
     fig, ax = (plt.subplots(figsize=(MAX_WIDTH_IN, 4)) if own else (ax.figure, ax))
     baselines = dict(baselines or {})
     finite = [v for h in histories.values() for v in h.train_loss if math.isfinite(v)] + list(baselines.values())
-    survivors = [v for h in histories.values() if not h.diverged for v in h.train_loss if math.isfinite(v)]
+    survivors = [v for h in histories.values() if not h.diverged
+                 for v in h.train_loss + (h.val_loss if val else []) if math.isfinite(v)]  # validation points too
     # the top edge shows every surviving run whole; a diverged run's explosion is cut off (and marked)
     top = ylim[1] if ylim else (max(survivors) if survivors else min(max(finite), 1.3 * finite[0]) if finite else 1.0)
     for i, (label, h) in enumerate(histories.items()):
