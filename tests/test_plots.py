@@ -318,6 +318,19 @@ def test_texts_do_not_overlap(drawn):
     assert not bad, f"{name}: overlapping texts {bad[:5]}"
 
 
+def test_numbers_on_the_data_stay_inside_their_panel(drawn):
+    """A value written at the end of a bar or on a point must not leave its axes (into the next panel)."""
+    name, fig, _ = drawn
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        box = ax.get_window_extent(renderer)
+        for t in ax.texts:
+            if t.get_visible() and t.get_text().strip() and t.get_clip_on() is not None:
+                tb = t.get_window_extent(renderer)
+                assert (tb.x0 >= box.x0 - 2 and tb.x1 <= box.x1 + 2 and tb.y0 >= box.y0 - 2
+                        and tb.y1 <= box.y1 + 2), f"{name}: {t.get_text()!r} leaves the panel '{ax.get_title()}'"
+
+
 def _data_points(ax) -> np.ndarray:
     """Display coordinates of the data an axes draws: line vertices, scatter points, bar tops."""
     pts = [line.get_transform().transform(np.column_stack([line.get_xdata(), line.get_ydata()]).astype(float))

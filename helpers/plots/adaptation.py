@@ -53,9 +53,11 @@ def plot_methods(rows: Sequence[Mapping], columns: Sequence[str] = tuple(_PANELS
         else:
             ax.barh(y, values, color=colors)
         for i, v in enumerate(values):
-            ax.text(v, i, f" {v:,.0f}" if v >= 100 else f" {v:.3g}", va="center", fontsize=8)
+            ax.text(v, i, f"  {v:,.0f}" if v >= 100 else f"  {v:.3g}", va="center", fontsize=8)
         if log:
             ax.set_xscale("log")
+            decades = np.log10(values.max() / (values.min() / 2))
+            ax.set_xlim(values.min() / 2, values.max() * 10 ** (0.6 * decades + 0.3))  # room for the longest number
         elif "loss" in col:
             lo, hi = values.min(), values.max()
             if baseline and col in baseline:
