@@ -97,7 +97,7 @@ def plot_parameter_histograms(groups: Mapping[str, torch.Tensor], bins: int = 60
         v = values.detach().float().flatten().cpu().numpy()
         ax.hist(v, bins=bins, color="tab:blue")
         ax.set_yscale("log")
-        ax.set(title=f"{name}  ({v.size:,} values)", xlabel="value")
+        ax.set(title=f"{name}\n({v.size:,} values)", xlabel="value")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     return finish(fig, "Histograms (log counts) of the parameter values of " + ", ".join(
