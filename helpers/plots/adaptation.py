@@ -85,7 +85,7 @@ def plot_forgetting(rows: Sequence[Mapping], base: tuple[float, float], label: s
 
     Down-left is better on both; a point far above the star has forgotten the old domain.
     """
-    fig, ax = plt.subplots(figsize=(6.2, 4.4))
+    fig, ax = plt.subplots(figsize=(MAX_WIDTH_IN, 4.6))
     ax.plot([base[0]], [base[1]], "k*", ms=14, label="base model (before)")
     for i, r in enumerate(rows):
         ax.plot([r[x]], [r[y]], "o", color=f"C{i % 10}", ms=8, label=str(r[label]))
