@@ -32,10 +32,11 @@ def plot_grid_vs_random(grid: Sequence[Point], rand: Sequence[Point], x_opt: flo
         ax.plot(np.full_like(ys, -0.06), ys, "_", color="tab:gray", ms=14, mew=2, clip_on=False)
         if x_opt is not None:
             ax.axvline(x_opt, color="k", ls="--", lw=1, label=f"best x = {x_opt:.2f}")
-            ax.legend(loc="upper right")
         ax.set(xlim=(-0.1, 1.02), ylim=(-0.1, 1.02), xlabel="x (important)",
                title=f"{name}: {len(pts)} trials, {len(set(xs.round(9)))} distinct x values")
     axes[0].set_ylabel("y (hardly matters)")
+    if x_opt is not None:  # beside the panels: a grid has trials in every corner
+        axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
     counts = [len(set(np.round([p[0] for p in pts], 9))) for pts in (grid, rand)]
     return finish(fig, f"Trials of grid search ({len(grid)}) and random search ({len(rand)}) in the plane of an "
                        f"important x and an unimportant y: the grid tries {counts[0]} distinct x values, random search "
