@@ -16,7 +16,7 @@ def test_site_page_without_solutions_keeps_only_the_learners_cells():
     exercises = sum(a["source"] != b["source"] for a, b in zip(learner["cells"], solved["cells"]))
     with_solutions = site.page_notebook(name, solved)
     tagged = [c for c in with_solutions["cells"] if "course-solution" in c.get("metadata", {}).get("tags", [])]
-    assert len(tagged) == exercises == 3
+    assert len(tagged) == exercises > 0  # one hidden solution per exercise cell
     assert len(with_solutions["cells"]) == len(learner["cells"]) + exercises
     without = site.page_notebook(name, solved, solutions=False)
     assert [c["source"] for c in without["cells"]] == [c["source"] for c in learner["cells"]]
