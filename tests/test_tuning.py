@@ -302,6 +302,35 @@ def test_plots_draw_from_plain_data():
     ]
     for fig in figs:
         assert isinstance(fig, matplotlib.figure.Figure) and fig.axes
+
+    def labelled(ax):
+        return {ln.get_label(): (list(ln.get_xdata()), list(ln.get_ydata()))
+                for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+
+    def scattered(ax):
+        return [[list(map(float, p)) for p in c.get_offsets()] for c in ax.collections if len(c.get_offsets())]
+
+    # grid and random side by side: every trial drawn, the titles count the distinct x values
+    grid_ax, random_ax = figs[0].axes[:2]
+    assert [list(map(list, pts))] == scattered(grid_ax) and [list(map(list, pts[::-1]))] == scattered(random_ax)
+    assert "3 distinct x" in grid_ax.get_title() and any("0.37" in k for k in labelled(grid_ax))
+    # best so far: a single run as is, several runs as the mean of their running minima
+    best = labelled(figs[1].axes[0])
+    assert best["random"][1] == [3.0, 2.0, 2.0]
+    assert best["tpe"][1] == pytest.approx([(3.0 + 2.5) / 2, (1.5 + 2.5) / 2, (1.0 + 1.2) / 2])
+    curves = [ln for ln in figs[2].axes[0].get_lines() if len(ln.get_xdata())]
+    assert any(list(ln.get_ydata()) == [3.0, 2.5] for ln in curves) and any(list(ln.get_ydata()) == [4.0] for ln in curves)
+    # importances: one bar per parameter, its length the importance, labelled with the name
+    assert {t.get_text() for t in figs[3].axes[0].get_yticklabels()} == {"lr", "dropout"}
+    assert sorted(p.get_width() for p in figs[3].axes[0].patches) == pytest.approx([0.3, 0.7])
+    sl = figs[4].axes[0]
+    assert scattered(sl) == [[[1e-3, 2.0], [1e-2, 1.5]]] and sl.get_xscale() == "log" and sl.get_xlabel() == "lr"
+    vt = figs[5].axes[0]
+    assert [[1.0, 1.2], [1.1, 1.1]] in scattered(vt) and [[1.0, 1.2]] in scattered(vt)  # the chosen trial marked
+    pareto = figs[6].axes[0]
+    assert labelled(pareto)["Pareto front"] == ([1.0, 1.2], [100.0, 50.0]) and pareto.get_yscale() == "log"
+    assert scattered(pareto) == [[[1.0, 100.0], [1.2, 50.0], [1.3, 80.0]]]
+    for fig in figs:
         plt.close(fig)
 
 
