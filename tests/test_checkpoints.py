@@ -378,3 +378,85 @@ def test_meta_reads_config_and_extra_without_the_weights(saved, model):
     (saved / "extra.json").unlink()
     (saved / "tokenizer.json").unlink()
     assert checkpoints.load_checkpoint_meta(saved)[1:] == ({}, False)
+
+
+# -- what the save leaves behind, what it syncs, and which leftovers it removes -------------------------------
+
+def test_save_syncs_every_file_and_folder_before_renaming(tmp_path, model, tok, monkeypatch):
+    """A rename is durable only once the renamed folder's files, the folder itself and its parent
+    have reached the disk: every one of them must be fsynced (on POSIX, folders too)."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def recording(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else str(fd))
+        return real(fd)
+
+    if os.name != "posix" or not os.path.exists("/proc/self/fd"):
+        pytest.skip("names open files through /proc")
+    monkeypatch.setattr(checkpoints.os, "fsync", recording)
+    directory = save_checkpoint(tmp_path / "ckpt", model, tok, extra={"a": 1})
+    names = [os.path.basename(p) for p in synced]
+    for f in ("model.safetensors", "config.json", "tokenizer.json", "extra.json"):
+        assert names.count(f) == 1, f
+    assert any(n.startswith(".ckpt.tmp-") for n in names), "the new folder itself"
+    assert synced.count(str(tmp_path)) == 2, "the parent, after each of the two renames"
+    assert directory.is_dir()
+
+
+def test_pid_alive_asks_without_signalling(monkeypatch):
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert checkpoints._pid_alive(child.pid) is True
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=0.5)  # signal 0 only asks; any real signal would have ended it
+    finally:
+        child.kill()
+        child.wait()
+    assert checkpoints._pid_alive(child.pid) is False  # ended and reaped
+    assert checkpoints._pid_alive(os.getpid()) is True
+
+    def not_allowed(pid, sig):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(checkpoints.os, "kill", not_allowed)
+    assert checkpoints._pid_alive(child.pid) is True  # another user's process: alive, never deleted
+
+
+def test_save_removes_leftovers_of_dead_saves_only(tmp_path, model):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".ckpt.tmp-{dead.pid}-abc"
+    running = tmp_path / f".ckpt.tmp-{os.getpid()}-xyz"
+    other = tmp_path / ".other.tmp-1-abc"
+    for d in (stale, running, other):
+        d.mkdir()
+    save_checkpoint(tmp_path / "ckpt", model)
+    assert not stale.exists() and running.is_dir() and other.is_dir()
+
+
+def test_load_base_model_names_the_missing_folder_and_the_rebuild(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoints, "BASE_MODEL_DIR", tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=r"base model is missing from '.*nowhere'.*python -m helpers.pretrain "
+                                                r"--out .*nowhere"):
+        load_base_model()
+
+
+def test_load_base_model_without_its_tokenizer(tmp_path, monkeypatch, model):
+    monkeypatch.setattr(checkpoints, "BASE_MODEL_DIR", save_checkpoint(tmp_path / "base", model))
+    with pytest.raises(FileNotFoundError, match=r"tokenizer file '.*base/tokenizer.json' is missing"):
+        load_base_model("cpu")
+
+
+def test_meta_names_a_corrupt_extra_file(saved):
+    (saved / "extra.json").write_text("{")
+    with pytest.raises(ValueError, match=r"^extra file '.*extra.json' is not valid JSON"):
+        checkpoints.load_checkpoint_meta(saved)
+    with pytest.raises(ValueError, match=r"^extra file '.*extra.json' is not valid JSON"):
+        load_checkpoint(saved)
