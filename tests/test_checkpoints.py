@@ -460,3 +460,95 @@ def test_meta_names_a_corrupt_extra_file(saved):
         checkpoints.load_checkpoint_meta(saved)
     with pytest.raises(ValueError, match=r"^extra file '.*extra.json' is not valid JSON"):
         load_checkpoint(saved)
+
+
+# -- every damaged weights file gets its own, complete message ---------------------------------------------
+
+def _rewrite_weights(saved, edit_meta=None, edit_tensors=None) -> str:
+    """Rewrite model.safetensors with its metadata and tensors passed through the given edits; returns its path."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = saved / "model.safetensors"
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(edit_tensors(tensors) if edit_tensors else tensors, path,
+              metadata=edit_meta(meta) if edit_meta else meta)
+    return str(path)
+
+
+def test_weights_without_tied_metadata_load_when_nothing_is_tied(tmp_path, model):
+    """Files from before the 'tied' entry existed have none: it means no tied tensors."""
+    model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone() + 1.0)  # untied
+    saved = save_checkpoint(tmp_path / "untied", model)
+    _rewrite_weights(saved, lambda m: {k: v for k, v in m.items() if k != "tied"})
+    loaded = load_checkpoint(saved)[0]
+    assert torch.equal(loaded.lm_head.weight, model.lm_head.weight)
+    assert loaded.lm_head.weight is not loaded.transformer.wte.weight
+
+
+@pytest.mark.parametrize("key,value,kind", [
+    ("sha256", "[1, 2]", "a JSON object {name: hex}"),
+    ("sha256", '{"transformer.wte.weight": 5}', "a JSON object {name: hex}"),
+    ("config", "[1, 2]", "a JSON object"),
+])
+def test_metadata_of_the_wrong_kind_is_named(saved, key, value, kind):
+    import re
+
+    path = _rewrite_weights(saved, lambda m: {**m, key: value})
+    with pytest.raises(ValueError, match=f"^{re.escape(f'weights file {path!r}: metadata {key!r} must be {kind}, got ')}"):
+        load_checkpoint(saved)
+
+
+def test_checksums_naming_other_tensors_are_listed(saved):
+    import re
+
+    def edit(meta):
+        sums = json.loads(meta["sha256"])
+        dropped = sorted(sums)[0]
+        del sums[dropped]
+        sums |= {f"bogus{i}": "0" for i in range(4)}
+        edit.names = sorted([dropped, *(f"bogus{i}" for i in range(4))])[:4]  # five differ: the first four named
+        return {**meta, "sha256": json.dumps(sums)}
+
+    path = _rewrite_weights(saved, edit)
+    want = (f"weights file {path!r}: the checksums name {edit.names}, which do not match the tensors in the file "
+            "(corrupt or edited); save the model again")
+    with pytest.raises(ValueError, match=f"^{re.escape(want)}$"):
+        load_checkpoint(saved)
+
+
+def test_flipped_bit_message_is_complete(saved):
+    import re
+
+    path = _rewrite_weights(saved, edit_tensors=lambda t: {**t, "transformer.ln_f.weight": t["transformer.ln_f.weight"] + 1})
+    want = (f"weights file {path!r}: tensor 'transformer.ln_f.weight' does not match its checksum "
+            "(the file is corrupt: a changed bit or byte); save the model again")
+    with pytest.raises(ValueError, match=f"^{re.escape(want)}$"):
+        load_checkpoint(saved)
+
+
+def test_tied_to_a_tensor_the_file_lacks(saved):
+    import re
+
+    path = _rewrite_weights(saved, lambda m: {**m, "tied": json.dumps({"lm_head.weight": "nowhere.weight"})})
+    want = f"weights file {path!r}: lm_head.weight is tied to nowhere.weight, which the file lacks"
+    with pytest.raises(ValueError, match=f"^{re.escape(want)}$"):
+        load_checkpoint(saved)
+
+
+def test_unknown_config_fields_are_named(saved):
+    path = saved / "config.json"
+    data = json.loads(path.read_text())
+    data["config"]["n_embed"] = 16  # a typo of n_embd
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"config.json' holds an invalid GPTConfig: unknown GPTConfig fields "
+                                         r"\['n_embed'\]; allowed: \['bias', 'block_size'"):
+        load_checkpoint(saved)
+    with pytest.raises(ValueError, match=r"^unknown GPTConfig fields \['n_embed', 'x'\]; allowed: \[.*'n_embd'"):
+        GPTConfig.from_dict({**model_config_dict(), "n_embed": 16, "x": 1})
+
+
+def model_config_dict() -> dict:
+    return GPTConfig(block_size=8, vocab_size=16, n_layer=1, n_head=1, n_embd=8).to_dict()
