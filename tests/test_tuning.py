@@ -255,7 +255,12 @@ def test_multi_objective_returns_loss_and_cost(tiny_data):
     study.optimize(objective, n_trials=3)
     for t in study.trials:
         assert t.values[1] == t.user_attrs["parameters"] and not t.intermediate_values
-    assert study.best_trials  # the Pareto front is never empty
+    # the Pareto front, worked out from the trials: those no other trial beats in both loss and cost
+    def dominated(t):
+        return any(all(a <= b for a, b in zip(o.values, t.values)) and o.values != t.values for o in study.trials)
+
+    front = {t.number for t in study.trials if not dominated(t)}
+    assert front and {t.number for t in study.best_trials} == front
 
 
 def test_objective_rejects_unknown_or_doubled_names(tiny_data):
@@ -279,7 +284,15 @@ def test_evaluate_on_test_retrains_the_same_model(tiny_data):
     result = tuning.evaluate_on_test(study, objective)
     assert result["number"] == study.best_trial.number
     assert result["val_loss"] == pytest.approx(study.best_value, abs=1e-6)  # seeded: the same model again
-    assert math.isfinite(result["test_loss"])
+    assert math.isfinite(result["test_loss"]) and result["params"] == study.best_trial.params
+    # measured with the retrained model on the test split: a test split equal to the validation split
+    # gives the validation loss again, one whose text runs backwards a higher loss
+    from helpers.data import TokenSplits
+
+    same = tuning.evaluate_on_test(study, _objective(TokenSplits(tiny_data.train, tiny_data.val, tiny_data.val.clone())))
+    assert same["test_loss"] == pytest.approx(same["val_loss"], abs=1e-6)
+    backwards = TokenSplits(tiny_data.train, tiny_data.val, tiny_data.val.flip(0))
+    assert tuning.evaluate_on_test(study, _objective(backwards))["test_loss"] > result["val_loss"] + 0.3
 
 
 def test_plots_draw_from_plain_data():
