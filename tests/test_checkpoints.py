@@ -552,3 +552,108 @@ def test_unknown_config_fields_are_named(saved):
 
 def model_config_dict() -> dict:
     return GPTConfig(block_size=8, vocab_size=16, n_layer=1, n_head=1, n_embd=8).to_dict()
+
+
+def test_save_reports_its_steps_in_order(tmp_path, model, monkeypatch):
+    steps: list[str] = []
+    monkeypatch.setattr(checkpoints, "_after_step", steps.append)
+    save_checkpoint(tmp_path / "ckpt", model)
+    assert steps == [s for s in STEPS if s != "moved_old"]  # a first save has no old checkpoint to move
+    steps.clear()
+    save_checkpoint(tmp_path / "ckpt", model)
+    assert steps == STEPS
+
+
+def test_lora_refusal_names_the_first_adapter_and_both_ways_out(tmp_path, model):
+    from helpers.lora import apply_lora
+
+    apply_lora(model, rank=2, targets=["c_attn"])
+    want = ("model has LoRA adapters (transformer.h.0.attn.c_attn.lora_A, ...): a checkpoint holds the plain model. "
+            "Fold them in with helpers.lora.remove_lora(model) (merge_lora alone keeps the wrappers), or save the "
+            "adapter alone with helpers.lora.lora_state_dict(model)")
+    with pytest.raises(ValueError) as err:
+        save_checkpoint(tmp_path / "l", model)
+    assert str(err.value) == want
+
+
+@pytest.mark.parametrize("content", [
+    {"format": "course-gpt-checkpoint", "config": [1, 2]},  # the right format, no config object
+    {"config": {"n_embd": 16}},  # a config object, no format
+    {"format": "something-else", "config": {}},
+    [1, 2],
+])
+def test_config_file_that_is_not_a_checkpoint_config(saved, content):
+    import re
+
+    path = saved / "config.json"
+    path.write_text(json.dumps(content))
+    want = (f"config file {str(path)!r} is not a checkpoint config (expected a JSON object with "
+            "format='course-gpt-checkpoint' and a 'config' object)")
+    for load in (load_checkpoint, checkpoints.load_checkpoint_meta):
+        with pytest.raises(ValueError, match=f"^{re.escape(want)}$"):
+            load(saved)
+
+
+def test_corrupt_config_message_starts_with_what_it_is(saved):
+    (saved / "config.json").write_text("{")
+    with pytest.raises(ValueError, match=r"^config file '.*config.json' is not valid JSON \(truncated or corrupt\?\): "):
+        load_checkpoint(saved)
+
+
+def test_a_foreign_file_instead_of_a_folder(tmp_path):
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"^checkpoint directory '.*weights.bin' is a file, not a checkpoint "
+                                                r"folder; pass the folder that holds model.safetensors and config.json$"):
+        load_checkpoint(path)
+
+
+def test_config_differences_are_listed(saved):
+    import re
+
+    path = _rewrite_weights(saved, lambda m: {**m, "config": json.dumps(
+        {**json.loads(m["config"]), "n_head": 1, "dropout": 0.5, "bias": False, "block_size": 8, "rope": True})})
+    # the five differing fields sorted: bias, block_size, dropout, n_head, rope; the first three are named
+    want = (f"config.json in {str(saved)!r} differs from the config saved with {path!r}: "
+            "bias=True in config.json but False in the weights, block_size=16 in config.json but 8 in the weights, "
+            "dropout=0.0 in config.json but 0.5 in the weights (was config.json edited?)")
+    with pytest.raises(ValueError, match=f"^{re.escape(want)}$"):
+        load_checkpoint(saved)
+
+
+def test_a_field_only_the_weights_know_is_a_difference(saved):
+    _rewrite_weights(saved, lambda m: {**m, "config": json.dumps({**json.loads(m["config"]), "rope": True})})
+    with pytest.raises(ValueError, match=r"differs from the config saved with .*: rope=None in config.json but True "
+                                         r"in the weights \(was config.json edited\?\)$"):
+        load_checkpoint(saved)
+
+
+@pytest.mark.parametrize("n_layer,side", [(4, "missing"), (1, "unexpected")])
+def test_mismatched_weights_name_at_most_four_tensors(saved, n_layer, side):
+    import re
+
+    _strip_metadata(saved)
+    path = saved / "config.json"
+    data = json.loads(path.read_text())
+    data["config"]["n_layer"] = n_layer
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"does not match config.json: missing \[.*\], unexpected \[.*\] \(was the "
+                                         r"config edited, or the file from another model\?\)$") as err:
+        load_checkpoint(saved)
+    listed = re.search(rf"{side} (\[[^\]]*\])", str(err.value)).group(1)
+    assert len(eval(listed)) == 4  # more than four differ (a whole layer): the first four are named
+
+
+def test_load_checkpoint_puts_the_model_on_the_device_asked_for(saved):
+    with pytest.raises(ValueError, match=r"^device must be one of .*got 'tpu'$"):
+        load_checkpoint(saved, device="tpu")
+    assert load_checkpoint(saved, device=torch.device("cpu"))[0].lm_head.weight.device.type == "cpu"
+
+
+def test_extra_file_that_is_not_an_object(saved):
+    import re
+
+    (saved / "extra.json").write_text("[1, 2]")
+    want = f"extra file {str(saved / 'extra.json')!r} must hold a JSON object"
+    with pytest.raises(ValueError, match=f"^{re.escape(want)}$"):
+        load_checkpoint(saved)
