@@ -657,3 +657,51 @@ def test_extra_file_that_is_not_an_object(saved):
     want = f"extra file {str(saved / 'extra.json')!r} must hold a JSON object"
     with pytest.raises(ValueError, match=f"^{re.escape(want)}$"):
         load_checkpoint(saved)
+
+
+def test_quantised_refusal_names_the_first_integer_tensor_and_the_way_out(tmp_path, model):
+    from helpers.quantize import quantize_model
+
+    with pytest.raises(ValueError) as err:
+        save_checkpoint(tmp_path / "q", quantize_model(model, bits=8))
+    assert str(err.value) == (
+        "model is quantised (transformer.wte.qdata holds integer codes): a checkpoint holds float weights. Save the "
+        "float model (quantize_model returns a copy), or turn this one back into floats with "
+        "helpers.quantize.dequantize_model(model)")
+
+
+def test_json_files_are_utf8_and_readable(tmp_path, model):
+    """config.json and extra.json are for people too: UTF-8 text with the characters themselves (not
+    \\u escapes), one entry per line, ending in a newline; and they load back the same."""
+    extra = {"note": "café ✓", "runs": [1, 2]}
+    d = save_checkpoint(tmp_path / "c", model, extra=extra)
+    raw = (d / "extra.json").read_bytes()
+    assert "café ✓".encode() in raw and b"\\u" not in raw and raw.endswith(b"}\n")
+    assert raw.count(b"\n") >= 5
+    assert json.loads(raw.decode("utf-8")) == extra == load_checkpoint(d)[2]
+    assert (d / "config.json").read_bytes().count(b"\n") > 5
+
+
+def test_save_messages_name_the_value(tmp_path, model):
+    with pytest.raises(ValueError, match=r"^model must be a language model \(helpers.interface.LanguageModel, e.g. a "
+                                         r"helpers.model.GPT\), got Linear$"):
+        save_checkpoint(tmp_path / "x", torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match=r"^extra must be a dict of JSON values, got list$"):
+        save_checkpoint(tmp_path / "x", model, extra=[1, 2])
+    with pytest.raises(ValueError, match=r"^extra: dict keys must be strings \(JSON turns 1 into '1'\), got 1$"):
+        save_checkpoint(tmp_path / "x", model, extra={1: "a"})
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match=rf"^directory '{tmp_path}/file' exists and is a file, not a directory$"):
+        save_checkpoint(tmp_path / "file", model)
+    crowded = tmp_path / "crowded"
+    crowded.mkdir()
+    for i in range(6):
+        (crowded / f"n{i}.txt").write_text("")
+    with pytest.raises(ValueError, match=rf"^directory '{crowded}' holds files that are not part of a checkpoint "
+                                         r"\(n0.txt, n1.txt, n2.txt, n3.txt, n4.txt\); choose an empty or new directory$"):
+        save_checkpoint(crowded, model)
+
+
+def test_save_creates_missing_parent_folders(tmp_path, model):
+    d = save_checkpoint(tmp_path / "a" / "b" / "ckpt", model)
+    assert load_checkpoint(d)[0].config == model.config
