@@ -705,3 +705,60 @@ def test_save_messages_name_the_value(tmp_path, model):
 def test_save_creates_missing_parent_folders(tmp_path, model):
     d = save_checkpoint(tmp_path / "a" / "b" / "ckpt", model)
     assert load_checkpoint(d)[0].config == model.config
+
+
+# -- finishing an interrupted save, state by state (in-process: the kill tests above do it for real) ---------
+
+def _two_checkpoints(tmp_path, model):
+    """``ckpt`` saved with extra {"which": "old"} and a complete ``.ckpt.new`` with {"which": "new"}."""
+    directory = save_checkpoint(tmp_path / "ckpt", model, extra={"which": "old"})
+    save_checkpoint(tmp_path / "staging", model, extra={"which": "new"})
+    os.replace(tmp_path / "staging", tmp_path / ".ckpt.new")
+    return directory
+
+
+def test_recover_moves_a_marked_new_checkpoint_into_place(tmp_path, model):
+    directory = _two_checkpoints(tmp_path, model)
+    assert checkpoints.load_checkpoint_meta(directory)[1] == {"which": "new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_recover_without_the_old_checkpoint(tmp_path, model):
+    directory = _two_checkpoints(tmp_path, model)
+    os.replace(directory, tmp_path / ".ckpt.old")  # killed after step 3: the old one moved aside
+    assert load_checkpoint(directory)[2] == {"which": "new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_recover_puts_the_old_checkpoint_back_when_there_is_no_new_one(tmp_path, model):
+    directory = save_checkpoint(tmp_path / "ckpt", model, extra={"which": "old"})
+    os.replace(directory, tmp_path / ".ckpt.old")
+    assert load_checkpoint(directory)[2] == {"which": "old"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_recover_deletes_a_leftover_old_checkpoint(tmp_path, model):
+    directory = save_checkpoint(tmp_path / "ckpt", model, extra={"which": "current"})
+    save_checkpoint(tmp_path / "staging", model, extra={"which": "stale"})
+    os.replace(tmp_path / "staging", tmp_path / ".ckpt.old")  # killed after step 4, before step 5
+    assert checkpoints.load_checkpoint_meta(directory)[1] == {"which": "current"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_a_save_finishes_an_earlier_interrupted_one_first(tmp_path, model):
+    directory = _two_checkpoints(tmp_path, model)
+    stale = tmp_path / ".ckpt.tmp-999999999-x"  # a pid that cannot run
+    stale.mkdir()
+    save_checkpoint(directory, model, extra={"which": "third"})
+    assert load_checkpoint(directory)[2] == {"which": "third"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_a_failed_save_leaves_no_temporary_folder(tmp_path, model, monkeypatch):
+    def crash(path, data):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoints, "_write_json", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path / "ckpt", model)
+    assert list(tmp_path.iterdir()) == []
