@@ -762,3 +762,9 @@ def test_a_failed_save_leaves_no_temporary_folder(tmp_path, model, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(tmp_path / "ckpt", model)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not (BASE_MODEL_DIR / "model.safetensors").exists(), reason="base model not built yet")
+def test_load_base_model_passes_the_device_on():
+    with pytest.raises(ValueError, match=r"^device must be one of .*got 'tpu'$"):
+        load_base_model(device="tpu")
