@@ -408,7 +408,9 @@ def test_pid_alive_asks_without_signalling(monkeypatch):
     import subprocess
     import sys
 
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    # default signal handling in the child, even when this test runs under nohup (which ignores SIGHUP)
+    child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGHUP, signal.SIG_DFL); "
+                              "signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(30)"])
     try:
         assert checkpoints._pid_alive(child.pid) is True
         with pytest.raises(subprocess.TimeoutExpired):
