@@ -130,13 +130,20 @@ def _children_cpu() -> float:
 
 
 class TreeMonitor:
-    """Polls the resident memory of this process's descendants (the kernel and what it starts)."""
+    """Polls the memory of this process's descendants (the kernel and what it starts).
+
+    On Linux each process counts its proportional set size (PSS): a page shared by n processes (the
+    torch library mapped by the kernel and by every worker it starts, Ray's object store) counts 1/n
+    in each, so the sum is the memory the tree really holds, close to what a cgroup limit (JupyterHub)
+    counts. Adding plain RSS would count every shared page once per process. Elsewhere RSS is used.
+    """
 
     def __init__(self, interval: float = 0.2) -> None:
         import psutil  # a dependency of the Jupyter kernel (ipykernel), present wherever notebooks run
 
         self._psutil = psutil
         self.interval = interval
+        self._pss = sys.platform.startswith("linux")
         self.peak = 0  # bytes: the largest sum over the tree seen at one poll
         self.cpu = 0.0  # seconds: the largest sum of live descendants' CPU times seen (the Windows fallback)
         self._stop = threading.Event()
@@ -150,13 +157,22 @@ class TreeMonitor:
             return
         for child in children:
             try:
-                rss += child.memory_info().rss
+                rss += self._memory(child)
                 t = child.cpu_times()
                 cpu += t.user + t.system
             except self._psutil.Error:  # ended between listing and reading
                 pass
         self.peak = max(self.peak, rss)
         self.cpu = max(self.cpu, cpu)
+
+    def _memory(self, process) -> int:
+        """PSS where the platform reports it (Linux), else RSS (bytes)."""
+        if self._pss:
+            try:
+                return process.memory_full_info().pss
+            except (AttributeError, self._psutil.AccessDenied):
+                self._pss = False
+        return process.memory_info().rss
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
