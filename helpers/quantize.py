@@ -36,6 +36,7 @@ from helpers.memory import model_size_bytes  # noqa: F401  (part of this module'
 from helpers.model import replace_submodule
 
 BITS = (2, 3, 4, 8)
+_CHUNK = 1 << 22  # weights quantised at once (16 MB of float32); larger matrices go in slices of rows
 PACKED_BITS = (2, 3)  # stored by pack_bits; 4 bits by pack_int4, 8 bits one per byte
 SCHEMES = ("per_tensor", "per_channel", "group")
 
@@ -149,6 +150,14 @@ def quantize_tensor(w: torch.Tensor, bits: int = 8, scheme: str = "per_channel",
         raise ValueError(f"w must hold finite numbers only: {int(bad.sum())} of {w.numel()} are inf or NaN, "
                          f"the first at [{row}, {col}] = {w[row, col].item()}")
     rows, cols = w.shape
+    if scheme != "per_tensor" and rows * cols > _CHUNK:
+        # rows are quantised independently: a large matrix (SmolLM2's 49,152 x 576 token table) in slices of
+        # rows, so that the float temporaries below never take several copies of the whole matrix
+        step = max(1, _CHUNK // cols)
+        parts = [quantize_tensor(w[i:i + step], bits, scheme, group_size) for i in range(0, rows, step)]
+        zero = None if parts[0].zero is None else torch.cat([q.zero for q in parts])
+        return QuantizedTensor(torch.cat([q.data for q in parts]), torch.cat([q.scale for q in parts]), zero,
+                               (rows, cols), bits, scheme, parts[0].group_size)
     if scheme == "group":
         n_groups = -(-cols // group_size)
         g = F.pad(w, (0, n_groups * group_size - cols)).view(rows, n_groups, group_size)

@@ -273,3 +273,18 @@ def test_product_seconds_times_every_product_and_refuses_bad_input():
             product_seconds(torch.randn(4, 4), **bad)
     with pytest.raises(ValueError, match="2-D float tensor"):
         product_seconds(torch.ones(4, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("bits,scheme", [(8, "per_channel"), (4, "group"), (3, "group"), (2, "per_channel")])
+def test_a_large_matrix_quantised_in_slices_of_rows_gives_the_same_codes(monkeypatch, bits, scheme):
+    import helpers.quantize as quantize
+
+    w = torch.randn(37, 100, generator=torch.Generator().manual_seed(1))
+    whole = quantize_tensor(w, bits, scheme, group_size=32)
+    monkeypatch.setattr(quantize, "_CHUNK", 7 * 100 + 5)  # slices of 7 rows, the last one shorter
+    sliced = quantize_tensor(w, bits, scheme, group_size=32)
+    assert sliced.shape == whole.shape and sliced.nbytes == whole.nbytes
+    for name in ("data", "scale", "zero"):
+        a, b = getattr(sliced, name), getattr(whole, name)
+        assert (a is None and b is None) or torch.equal(a, b), name
+    assert torch.equal(sliced.dequantize(), whole.dequantize())
