@@ -4,7 +4,8 @@ Each page is a solution notebook executed from scratch and converted with nbconv
 sampled text as the run produced it. Each exercise shows the learner's version (``answer = ...``) and, behind
 a click (``<details>``), the solved cell with its output. Widgets need a running kernel, so their output is
 replaced by a note saying so. ``index.html`` holds the README's table of the notebooks; every page links to
-the index, its neighbours, and the notebooks its text names.
+the index, its neighbours, and the notebooks its text names. Each figure's ``<img>`` gets the alt text that
+``helpers.plots`` put into the output's metadata.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {{ super() }}
 {%- endif -%}
 {% endblock any_cell %}
+{% block data_png scoped %}
+{%- set alt = output | get_metadata('alt', 'image/png') or 'A figure without a description' -%}
+{{ super() | replace('<img src=', '<img alt="' ~ (alt | escape_html) ~ '" src=', 1) }}
+{%- endblock data_png %}
 """
 STYLE = """<style>
 .course-nav{font-family:sans-serif;margin:1em 2em;display:flex;gap:2em}
