@@ -135,6 +135,21 @@ def check_token_ids(idx: torch.Tensor, cache: Cache | None, config: ModelConfig)
         raise ValueError(f"token ids must be in [0, vocab_size={config.vocab_size}), got {bad}")
 
 
+def last_logits(model: LanguageModel, idx: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+    """Logits (B, vocab_size) of the last position of ``idx`` (B, T): what a sampler needs after a prompt.
+
+    A model that also has ``hidden(idx, cache)`` (the final hidden states, (B, T, C)) and an output layer
+    ``lm_head`` (both course families do) runs that layer on the last position only: after a prompt of T
+    tokens it skips T - 1 rows of a (C, vocab_size) product, which is most of the prompt's cost for a large
+    vocabulary. Any other model runs its ordinary forward pass.
+    """
+    hidden, head = getattr(model, "hidden", None), getattr(model, "lm_head", None)
+    hooked = isinstance(model, torch.nn.Module) and (model._forward_hooks or model._forward_pre_hooks)
+    if callable(hidden) and isinstance(head, torch.nn.Module) and not hooked:
+        return head(hidden(idx, cache)[:, -1])
+    return model(idx, cache)[:, -1]
+
+
 class CheckpointingSwitch:
     """The ``gradient_checkpointing`` flag both model families carry (a mix-in for their ``nn.Module``).
 

@@ -200,6 +200,27 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> 
     return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), signed_sin)
 
 
+def packed_weight(*linears: nn.Module) -> torch.Tensor | None:
+    """One (sum of rows, in) matrix over the weights of plain bias-free ``nn.Linear`` layers whose weights lie
+    one after the other in one block of memory (``Llama.pack_weights`` arranges that), without copying; None
+    when they do not (a LoRA or quantised layer, a hook, weights moved or replaced), and the caller then runs
+    the layers one by one. The view carries no gradient to the layers' weights: for inference only."""
+    if any(type(m) is not nn.Linear for m in linears):
+        return None
+    first = linears[0].weight
+    storage = first.untyped_storage().data_ptr()
+    rows, expected = 0, first.data_ptr()
+    for m in linears:
+        w = m.weight
+        if m.bias is not None or m._forward_hooks or m._forward_pre_hooks or w.dtype != first.dtype \
+                or w.device != first.device or not w.is_contiguous() or w.shape[1] != first.shape[1] \
+                or w.untyped_storage().data_ptr() != storage or w.data_ptr() != expected:
+            return None  # not one block of one storage: reading across would leave the first weight's memory
+        rows += w.shape[0]
+        expected += w.numel() * w.element_size()
+    return first.detach().as_strided((rows, first.shape[1]), (first.shape[1], 1))
+
+
 class LlamaAttention(nn.Module):
     def __init__(self, config: LlamaConfig, layer: int):
         super().__init__()
@@ -216,10 +237,19 @@ class LlamaAttention(nn.Module):
                 ) -> torch.Tensor:
         B, T, _ = x.shape
         H, KV, hd = self.n_head, self.n_kv_head, self.head_dim
-        q = self.q_proj(x).view(B, T, H, hd).transpose(1, 2)  # (B, H, T, hd)
-        k = self.k_proj(x).view(B, T, KV, hd).transpose(1, 2)  # (B, KV, T, hd)
-        v = self.v_proj(x).view(B, T, KV, hd).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        packed = None if torch.is_grad_enabled() else packed_weight(self.q_proj, self.k_proj, self.v_proj)
+        if packed is not None:
+            # inference with the three matrices stored one after the other (Llama.pack_weights): one matrix
+            # product gives queries, keys and values, and one rotation turns queries and keys together
+            qkv = F.linear(x, packed).view(B, T, H + 2 * KV, hd)  # (B, T, H + 2 KV, hd)
+            qk = apply_rope(qkv[:, :, : H + KV], cos[:, None], sin[:, None])  # (B, T, H + KV, hd)
+            q, k = qk[:, :, :H].transpose(1, 2), qk[:, :, H:].transpose(1, 2)  # (B, H, T, hd), (B, KV, T, hd)
+            v = qkv[:, :, H + KV:].transpose(1, 2)  # (B, KV, T, hd)
+        else:
+            q = self.q_proj(x).view(B, T, H, hd).transpose(1, 2)  # (B, H, T, hd)
+            k = self.k_proj(x).view(B, T, KV, hd).transpose(1, 2)  # (B, KV, T, hd)
+            v = self.v_proj(x).view(B, T, KV, hd).transpose(1, 2)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         mask, causal = None, True
         if cache is not None:
             start, end = cache.pos, cache.pos + T
@@ -255,7 +285,12 @@ class LlamaMLP(nn.Module):
         self.dropout = config.dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        packed = None if torch.is_grad_enabled() else packed_weight(self.gate_proj, self.up_proj)
+        if packed is not None:  # one matrix product for gate and up (Llama.pack_weights)
+            gate, up = F.linear(x, packed).chunk(2, dim=-1)  # 2 x (B, T, n_mlp)
+            y = self.down_proj(F.silu(gate) * up)
+        else:
+            y = self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
         return F.dropout(y, self.dropout, self.training) if self.dropout else y
 
 
@@ -302,6 +337,22 @@ class Llama(CheckpointingSwitch, nn.Module):
     def new_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> LlamaKVCache:
         """An empty KV cache for ``batch_size`` sequences on the model's device."""
         return LlamaKVCache(self.config, batch_size, self.device, dtype or self.model.embed_tokens.weight.dtype)
+
+    @torch.no_grad()
+    def pack_weights(self) -> Llama:
+        """Store each layer's query, key and value matrices one after the other in one block of memory, and its
+        gate and up matrices in another, so that inference reads each group with one matrix product (fewer,
+        larger products are faster on a CPU). Parameters keep their names, shapes, values and identity; training,
+        LoRA and quantisation see the same model. Returns the model."""
+        for block in self.model.layers:
+            for group in ((block.self_attn.q_proj, block.self_attn.k_proj, block.self_attn.v_proj),
+                          (block.mlp.gate_proj, block.mlp.up_proj)):
+                if any(type(m) is not nn.Linear for m in group) or packed_weight(*group) is not None:
+                    continue  # an adapted or quantised layer keeps its own storage; a packed one stays
+                joined = torch.cat([m.weight for m in group])  # (sum of rows, in)
+                for m, part in zip(group, joined.split([m.weight.shape[0] for m in group])):
+                    m.weight.data = part
+        return self
 
     def _check_input(self, idx: torch.Tensor, cache: LlamaKVCache | None) -> None:
         check_token_ids(idx, cache, self.config)

@@ -127,6 +127,17 @@ def _tensor_names(config: LlamaConfig) -> dict[str, str]:
     return names
 
 
+_PACKED = {"self_attn": ("q_proj", "k_proj", "v_proj"), "mlp": ("gate_proj", "up_proj")}
+
+
+def _packed_group(key: str) -> tuple[str, tuple[str, ...]] | None:
+    """``("model.layers.3.self_attn", ("q_proj", "k_proj", "v_proj"))`` for a key of a packed group, else None."""
+    parts = key.split(".")  # model.layers.3.self_attn.q_proj.weight
+    if len(parts) == 6 and parts[3] in _PACKED and parts[4] in _PACKED[parts[3]]:
+        return ".".join(parts[:4]), _PACKED[parts[3]]
+    return None
+
+
 def state_dict_from_gguf(gguf: GGUFFile, config: LlamaConfig, dtype: torch.dtype = torch.float32,
                          unpermute: bool = True) -> dict[str, torch.Tensor]:
     """Every weight of ``Llama(config)``, dequantised from the file, checked for shape, as ``dtype``.
@@ -141,6 +152,7 @@ def state_dict_from_gguf(gguf: GGUFFile, config: LlamaConfig, dtype: torch.dtype
         raise ValueError(f"GGUF file {gguf.source} has tensors this Llama model does not use, "
                          f"e.g. {unexpected[0]!r} ({len(unexpected)} in all)")
     state = {}
+    blocks: dict[str, torch.Tensor] = {}  # per layer, one block of memory for q/k/v and one for gate/up
     for key, name in names.items():
         info = gguf.tensors.get(name)
         if info is None:
@@ -153,7 +165,20 @@ def state_dict_from_gguf(gguf: GGUFFile, config: LlamaConfig, dtype: torch.dtype
             w = unpermute_qk(w, config.n_head)
         elif unpermute and key.endswith("k_proj.weight"):
             w = unpermute_qk(w, config.n_kv_head)
-        state[key] = w.to(dtype).contiguous() if dtype != torch.float32 else w.contiguous()
+        group = _packed_group(key)
+        if group is None:
+            state[key] = w.to(dtype).contiguous() if dtype != torch.float32 else w.contiguous()
+            continue
+        # written straight into its place in the layer's block (Llama.pack_weights' layout): the dequantised
+        # temporary is freed at once and reused for the next matrix, so no second copy stays behind
+        prefix, members = group
+        if prefix not in blocks:
+            rows = sum(shapes[f"{prefix}.{m}.weight"][0] for m in members)
+            blocks[prefix] = torch.empty(rows, w.shape[1], dtype=dtype)
+        start = sum(shapes[f"{prefix}.{m}.weight"][0] for m in members[: members.index(key.split(".")[-2])])
+        state[key] = blocks[prefix][start:start + w.shape[0]]
+        state[key].copy_(w)
+        del w
     if config.tie_embeddings:
         state["lm_head.weight"] = state["model.embed_tokens.weight"]
     return state
@@ -199,9 +224,11 @@ def load_gguf(path: str | Path, device: str | torch.device | None = None, dtype:
     with torch.device("meta"):  # no memory and no random init for weights that are replaced at once
         model = Llama(config)
     model.load_state_dict(state, assign=True)
+    del state  # the model holds the tensors now; no second reference may keep a replaced one alive below
     if config.tie_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
-    return model.to(device).eval(), tokenizer
+    # q/k/v and gate/up of each layer in one block each: one matrix product per group when generating
+    return model.to(device).pack_weights().eval(), tokenizer
 
 
 def load_smollm2(device: str | torch.device | None = None, dtype: torch.dtype | None = None

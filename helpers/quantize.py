@@ -25,6 +25,7 @@ this saves memory, not arithmetic.
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +36,7 @@ from helpers.memory import model_size_bytes  # noqa: F401  (part of this module'
 from helpers.model import replace_submodule
 
 BITS = (2, 3, 4, 8)
+_CHUNK = 1 << 22  # weights quantised at once (16 MB of float32); larger matrices go in slices of rows
 PACKED_BITS = (2, 3)  # stored by pack_bits; 4 bits by pack_int4, 8 bits one per byte
 SCHEMES = ("per_tensor", "per_channel", "group")
 
@@ -148,6 +150,14 @@ def quantize_tensor(w: torch.Tensor, bits: int = 8, scheme: str = "per_channel",
         raise ValueError(f"w must hold finite numbers only: {int(bad.sum())} of {w.numel()} are inf or NaN, "
                          f"the first at [{row}, {col}] = {w[row, col].item()}")
     rows, cols = w.shape
+    if scheme != "per_tensor" and rows * cols > _CHUNK:
+        # rows are quantised independently: a large matrix (SmolLM2's 49,152 x 576 token table) in slices of
+        # rows, so that the float temporaries below never take several copies of the whole matrix
+        step = max(1, _CHUNK // cols)
+        parts = [quantize_tensor(w[i:i + step], bits, scheme, group_size) for i in range(0, rows, step)]
+        zero = None if parts[0].zero is None else torch.cat([q.zero for q in parts])
+        return QuantizedTensor(torch.cat([q.data for q in parts]), torch.cat([q.scale for q in parts]), zero,
+                               (rows, cols), bits, scheme, parts[0].group_size)
     if scheme == "group":
         n_groups = -(-cols // group_size)
         g = F.pad(w, (0, n_groups * group_size - cols)).view(rows, n_groups, group_size)
@@ -290,3 +300,61 @@ def dequantize_model(model: nn.Module, inplace: bool = False) -> nn.Module:
                 lin.bias = nn.Parameter(m.bias.clone())
             replace_submodule(out, name, lin)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Speed: what a product with quantised weights costs on this processor
+# ---------------------------------------------------------------------------------------------
+
+#: The products ``product_seconds`` times: plain float32; int8 codes read by PyTorch's int8 weight-only
+#: kernel; int8 and group-wise int4 codes dequantised to float32 first and then multiplied (what
+#: ``QuantLinear`` does: it saves memory, not time).
+PRODUCTS = ("fp32", "int8 kernel", "int8 dequantise + fp32", "int4 dequantise + fp32")
+
+
+def int8_product(x: torch.Tensor, q: QuantizedTensor) -> torch.Tensor:
+    """``x @ W.T`` for ``x`` (N, cols) float32 and ``W`` stored as int8 per-channel codes (``quantize_tensor(w, 8,
+    "per_channel")``), by PyTorch's int8 weight-only kernel: it reads the codes as they are and multiplies each
+    output by its row's scale, so no float32 copy of the weight is ever built. Returns (N, rows) float32."""
+    if q.bits != 8 or q.scheme != "per_channel":
+        raise ValueError(f"q must hold 8-bit per_channel codes, got bits={q.bits}, scheme={q.scheme!r}")
+    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != q.shape[1]:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be (N, {q.shape[1]}), got {shape}")
+    return torch._weight_int8pack_mm(x.float().contiguous(), q.data, q.scale.reshape(-1))
+
+
+def dequantised_product(x: torch.Tensor, q: QuantizedTensor) -> torch.Tensor:
+    """``x @ W.T`` with ``W`` rebuilt in float32 from its codes first (dequantise on the fly), any scheme."""
+    return F.linear(x, q.dequantize().to(x.dtype))
+
+
+@torch.no_grad()
+def product_seconds(w: torch.Tensor, batch: int = 1, repeats: int = 5, group_size: int = 64) -> dict[str, float]:
+    """Fastest of ``repeats`` timed runs of ``x @ w.T`` for ``x`` (batch, cols), per entry of ``PRODUCTS``.
+
+    batch 1 is a decoding step (one vector per matrix); a larger batch is a prompt or a training step.
+    A measurement: it depends on the processor, its memory and whatever else runs at the same time.
+    """
+    if not isinstance(w, torch.Tensor) or w.dim() != 2 or not w.is_floating_point():
+        raise ValueError(f"w must be a 2-D float tensor, got {getattr(w, 'shape', type(w).__name__)}")
+    for name, value in (("batch", batch), ("repeats", repeats)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    w = w.detach().float().contiguous()
+    x = torch.randn(batch, w.shape[1], generator=torch.Generator().manual_seed(0)).to(w.device)
+    q8 = quantize_tensor(w, 8, "per_channel")
+    q4 = quantize_tensor(w, 4, "group", group_size)
+    runs = {"fp32": lambda: F.linear(x, w), "int8 kernel": lambda: int8_product(x, q8),
+            "int8 dequantise + fp32": lambda: dequantised_product(x, q8),
+            "int4 dequantise + fp32": lambda: dequantised_product(x, q4)}
+    best = {}
+    for name, run in runs.items():
+        run()  # warm-up: caches, kernel choice
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        best[name] = min(times)
+    return best

@@ -245,3 +245,41 @@ def test_it_implements_the_model_interface():
     model = Llama(LlamaConfig(**SMALL))
     assert isinstance(model, LanguageModel) and isinstance(model.config, ModelConfig)
     assert isinstance(model.new_cache(2), Cache)
+
+
+@pytest.mark.parametrize("n_kv_head", [1, 2, 4])
+def test_packed_weights_give_transformers_logits_and_leave_training_and_lora_alone(n_kv_head):
+    from helpers.llama import packed_weight
+
+    hf, ours = _hf_pair(False, 10_000.0, n_kv_head, seed=7)
+    attn, mlp = ours.model.layers[0].self_attn, ours.model.layers[0].mlp
+    assert packed_weight(attn.q_proj, attn.k_proj, attn.v_proj) is None  # separate allocations: not one block
+    names = [n for n, _ in ours.named_parameters()]
+    params = list(ours.parameters())
+    assert ours.pack_weights() is ours
+    assert [n for n, _ in ours.named_parameters()] == names and all(a is b for a, b in zip(ours.parameters(), params))
+    qkv = packed_weight(attn.q_proj, attn.k_proj, attn.v_proj)
+    gate_up = packed_weight(mlp.gate_proj, mlp.up_proj)
+    assert qkv.shape == (SMALL["n_embd"] + 2 * n_kv_head * 8, SMALL["n_embd"]) and gate_up.shape == (2 * SMALL["n_mlp"], SMALL["n_embd"])
+    assert torch.equal(qkv, torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]))
+    assert packed_weight(attn.q_proj, attn.v_proj) is None  # not neighbours in memory
+    x = torch.randint(0, SMALL["vocab_size"], (2, 30))
+    with torch.no_grad():
+        ref = hf(x).logits
+        torch.testing.assert_close(ours(x), ref, atol=1e-5, rtol=1e-5)  # the packed path
+        cache = ours.new_cache(2)
+        pieces = [ours(x[:, :11], cache=cache)] + [ours(x[:, t:t + 1], cache=cache) for t in range(11, 30)]
+        torch.testing.assert_close(torch.cat(pieces, dim=1), ref, atol=1e-5, rtol=1e-5)
+    ours.loss(x, x).backward()  # with gradients the layers run one by one, and each weight gets its own gradient
+    F.cross_entropy(hf(x).logits.flatten(0, 1), x.flatten()).backward()
+    theirs = dict(hf.named_parameters())
+    for name, p in ours.named_parameters():
+        torch.testing.assert_close(p.grad, theirs[name].grad, atol=1e-5, rtol=1e-4, msg=name)
+    apply_lora(ours, rank=2, alpha=4, targets=("k_proj",))
+    with torch.no_grad():
+        for i, block in enumerate(ours.model.layers):
+            lora = block.self_attn.k_proj
+            lora.lora_B.normal_()  # a non-zero update, which a packed product of the base weights would miss
+            hf.model.layers[i].self_attn.k_proj.weight += lora.delta_weight()
+        assert packed_weight(attn.q_proj, attn.k_proj, attn.v_proj) is None
+        torch.testing.assert_close(ours(x), hf(x).logits, atol=1e-5, rtol=1e-5)

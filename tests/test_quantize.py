@@ -226,3 +226,65 @@ def test_bf16_cast_baseline():
         fp32 = model.loss(x, y).item()
         bf16 = copy.deepcopy(model).to(torch.bfloat16).loss(x, y).item()
     assert abs(bf16 - fp32) < 0.05
+
+
+def _rounding_bound(x: torch.Tensor, q) -> torch.Tensor:
+    """|x @ W.T - x @ Wq.T| <= sum_i |x_i| * (half a step of the scale that rounded weight (row, i)): (N, rows)."""
+    rows, cols = q.shape
+    if q.scheme == "group":
+        half_step = (q.scale.expand(rows, -1, q.group_size).flatten(1)[:, :cols]) / 2  # (rows, cols)
+    else:
+        half_step = (q.scale / 2).expand(rows, cols)
+    return x.abs() @ half_step.T
+
+
+def test_int8_kernel_and_dequantised_int4_products_match_fp32_within_their_rounding():
+    from helpers.quantize import dequantised_product, int8_product
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(96, 200, generator=g) * torch.linspace(0.1, 3.0, 96)[:, None]  # rows of very different sizes
+    x = torch.randn(5, 200, generator=g)
+    exact = x @ w.T
+    q8 = quantize_tensor(w, 8, "per_channel")
+    y8 = int8_product(x, q8)
+    # the kernel computes exactly x @ (codes * scale).T, up to float32 summation
+    torch.testing.assert_close(y8, x @ q8.dequantize().T, atol=1e-4, rtol=1e-5)
+    assert ((y8 - exact).abs() <= _rounding_bound(x, q8) + 1e-4).all()
+    q4 = quantize_tensor(w, 4, "group", 32)
+    y4 = dequantised_product(x, q4)
+    assert ((y4 - exact).abs() <= _rounding_bound(x, q4) + 1e-4).all()
+    assert (y4 - exact).abs().mean() > (y8 - exact).abs().mean()  # 16 levels round far more than 255
+    # a kernel fed the codes of the transposed matrix, or scales of the wrong rows, breaks the bound
+    wrong = quantize_tensor(w.flip(0), 8, "per_channel")
+    assert not ((int8_product(x, wrong) - exact).abs() <= _rounding_bound(x, q8) + 1e-4).all()
+    with pytest.raises(ValueError, match="8-bit per_channel"):
+        int8_product(x, q4)
+    with pytest.raises(ValueError, match=r"x must be \(N, 200\)"):
+        int8_product(x[:, :50], q8)
+
+
+def test_product_seconds_times_every_product_and_refuses_bad_input():
+    from helpers.quantize import PRODUCTS, product_seconds
+
+    times = product_seconds(torch.randn(64, 128), batch=2, repeats=1)
+    assert list(times) == list(PRODUCTS) and all(t > 0 for t in times.values())
+    for bad in (dict(batch=0), dict(repeats=True)):
+        with pytest.raises(ValueError, match="must be an int >= 1"):
+            product_seconds(torch.randn(4, 4), **bad)
+    with pytest.raises(ValueError, match="2-D float tensor"):
+        product_seconds(torch.ones(4, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("bits,scheme", [(8, "per_channel"), (4, "group"), (3, "group"), (2, "per_channel")])
+def test_a_large_matrix_quantised_in_slices_of_rows_gives_the_same_codes(monkeypatch, bits, scheme):
+    import helpers.quantize as quantize
+
+    w = torch.randn(37, 100, generator=torch.Generator().manual_seed(1))
+    whole = quantize_tensor(w, bits, scheme, group_size=32)
+    monkeypatch.setattr(quantize, "_CHUNK", 7 * 100 + 5)  # slices of 7 rows, the last one shorter
+    sliced = quantize_tensor(w, bits, scheme, group_size=32)
+    assert sliced.shape == whole.shape and sliced.nbytes == whole.nbytes
+    for name in ("data", "scale", "zero"):
+        a, b = getattr(sliced, name), getattr(whole, name)
+        assert (a is None and b is None) or torch.equal(a, b), name
+    assert torch.equal(sliced.dequantize(), whole.dequantize())

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import torch
 
-from helpers.interface import LanguageModel
+from helpers.interface import LanguageModel, last_logits
 from helpers.runtime import evaluating
 from helpers.sampling.filters import _candidates, _end_ids, apply_logit_bias, process_logits, sample_token
 from helpers.sampling.params import SamplingParams, _is_int
@@ -141,7 +141,7 @@ def _run(model: LanguageModel, prompt_ids: list[int], params: SamplingParams, se
     history = params.repetition_penalty != 1.0 or params.frequency_penalty != 0.0 or params.presence_penalty != 0.0
     prompt = torch.tensor([prompt_ids], device=device)  # (1, P)
     cache = model.new_cache(1)
-    logits = model(prompt, cache=cache)[:, -1].float()  # (1, V): the prompt is read once for all n samples
+    logits = last_logits(model, prompt, cache).float()  # (1, V): the prompt is read once for all n samples
     if n > 1:
         cache.select(torch.zeros(n, dtype=torch.long, device=device))  # n copies of the prompt's keys/values
         logits = logits.expand(n, -1)
@@ -175,7 +175,7 @@ def _run(model: LanguageModel, prompt_ids: list[int], params: SamplingParams, se
         yield
         if not active:
             break
-        logits = model(token[:, None], cache=cache)[:, -1].float()  # (B, V): one new position per row
+        logits = last_logits(model, token[:, None], cache).float()  # (B, V): one new position per row
     flat = torch.cat(step_logprobs).tolist()
     if any(math.isnan(x) for x in flat):  # softmax of a row that is -inf everywhere
         raise ValueError("every token was masked (all logits -inf after processing): nothing to sample")
@@ -264,7 +264,7 @@ def next_token_distribution(model: LanguageModel, prompt: str | Sequence[int], p
     V, block = model.config.vocab_size, model.config.block_size
     ids = _prompt_ids(prompt, tokenizer, V, block)
     with evaluating(model):
-        logits = model(torch.tensor([ids], device=model.device))[:, -1].float()  # (1, V)
+        logits = last_logits(model, torch.tensor([ids], device=model.device)).float()  # (1, V)
     eos = tokenizer.eot_id if tokenizer is not None else None
     processed = process_logits(logits, params, torch.tensor([ids], device=model.device), None, eos)
     return logits.softmax(-1)[0].cpu(), processed.softmax(-1)[0].cpu()
