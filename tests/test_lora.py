@@ -342,6 +342,15 @@ def test_what_counts_as_a_linear_layer():
     with pytest.raises(ValueError, match="matches no linear layer"):
         matching_layers(nn.Sequential(HalfLinear()), "0")
 
+    class Summing(nn.Module):  # a linear map without any tensor of its own: the adapter goes on the default device
+        in_features, out_features = 4, 1
+
+        def forward(self, x):
+            return x.sum(-1, keepdim=True)
+
+    layer = LoRALinear(Summing(), 2, 4.0)
+    assert layer.lora_A.shape == (2, 4) and layer(torch.ones(3, 4)).shape == (3, 1)
+
 
 def test_layers_inside_an_adapter_are_not_targets(tiny_gpt):
     """Once a layer is wrapped, its frozen base is no target: not at the top of the model, nor deeper."""
