@@ -9,7 +9,7 @@ PLATFORMS ?= linux-x86_64 linux-aarch64 macos-arm64 windows-x86_64
 SETUP := $(PYTHON) -m helpers.setup
 SETUP_ARGS := --venv "$(VENV)" $(if $(WHEELHOUSE),--wheelhouse "$(WHEELHOUSE)",)
 
-.PHONY: course test setup setup-test clean-venv benchmarks mutation wheelhouse bundle site site-fast
+.PHONY: course test setup setup-test clean-venv full benchmarks mutation wheelhouse bundle site site-fast
 
 course:
 	$(SETUP) course $(SETUP_ARGS)
@@ -23,6 +23,13 @@ setup:
 
 setup-test:
 	$(SETUP) test $(SETUP_ARGS) --setup-only
+
+# Every notebook in full mode, one at a time, against the budget its first code cell declares: prints a table,
+# fails when one is over, writes notebooks/verified.json and the README's table. Without make (Windows):
+#   python -m helpers.budgets full        (ARGS: --only 08 09, --fast, --by cpu)
+ARGS ?=
+full: setup
+	$(VENV)/bin/python -m helpers.budgets full $(ARGS)
 
 benchmarks: setup-test
 	$(VENV)/bin/python -m benchmarks.run_all
@@ -39,8 +46,8 @@ wheelhouse:
 bundle:
 	$(SETUP) bundle dist/llm-params-course.zip
 
-# The course as a static website in site/ (index.html): every notebook executed in full mode (about 48 min
-# of CPU, 22 of them notebook 11); site-fast in fast mode, as CI builds it.
+# The course as a static website in site/ (index.html): every notebook executed in full mode (as long as
+# `make full`: the README's budget table); site-fast in fast mode, as CI builds it.
 site: setup
 	$(VENV)/bin/python -m helpers.site build site --jobs 2
 

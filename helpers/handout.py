@@ -191,6 +191,7 @@ def bundle_files(root: Path = ROOT) -> list[Path]:
     """What a student gets: the notebooks (no solutions), the helpers package with its assets, the set-up files."""
     files = [root / name for name in BUNDLE_TOP if (root / name).exists()]
     files += sorted(p for p in (root / "notebooks").glob("*.ipynb"))
+    files += [p for p in [root / "notebooks" / "verified.json"] if p.exists()]  # "verified on" in describe()
     files += sorted(p for p in (root / "helpers").rglob("*") if p.is_file()
                     and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo"))
     return files

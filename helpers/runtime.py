@@ -7,10 +7,15 @@ with which library versions and in which mode it ran.
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import platform
 import random
+import re
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -127,14 +132,202 @@ def versions() -> dict[str, str]:
     return out
 
 
-def describe(device: torch.device | str | None = None) -> torch.device:
-    """Print device, versions and mode (the first output of every notebook); return the device."""
+#: The course's goals for one notebook (issue "workshop-ready notebooks"): full mode on 2 threads of a
+#: 2-core laptop CPU, its peak memory (kernel and the processes it starts), and fast mode (COURSE_FAST=1).
+MAX_FULL_MINUTES = 5.0
+MAX_FULL_GB = 2.0
+MAX_FAST_SECONDS = 30.0
+#: Where the full-mode run (``python -m helpers.budgets full``) writes what it measured, per notebook.
+VERIFIED_FILE = Path(__file__).resolve().parents[1] / "notebooks" / "verified.json"
+#: The libraries whose major version ``describe`` compares with the verified set (Python: 3.x counts as major).
+COMPARED = ("python", "torch", "numpy")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one notebook may cost, declared in its first code cell and checked by ``helpers.budgets``.
+
+    ``full_minutes``: wall-clock minutes in full mode on 2 threads of a 2-core laptop CPU;
+    ``full_gb``: peak resident memory of the kernel (and the processes it starts) in full mode, in GB (1e9 bytes);
+    ``fast_seconds``: seconds in fast mode on one thread (checked as CPU time by the test run).
+    """
+
+    full_minutes: float
+    full_gb: float
+    fast_seconds: float
+
+    def __post_init__(self) -> None:
+        for name, top in (("full_minutes", MAX_FULL_MINUTES), ("full_gb", MAX_FULL_GB),
+                          ("fast_seconds", MAX_FAST_SECONDS)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"Budget {name} must be a number, got {value!r}")
+            if not (math.isfinite(value) and 0 < value <= top):
+                raise ValueError(f"Budget {name} must be in (0, {top:g}] (the course's limit), got {value!r}")
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return (f"full mode <= {self.full_minutes:g} min and <= {self.full_gb:g} GB (2 threads), "
+                f"fast mode <= {self.fast_seconds:g} s")
+
+
+def _major(name: str, version: str) -> tuple[int, ...] | None:
+    """The part of a version that counts as major: (3, 12) for Python 3.12.3, (2,) for torch 2.13.0.
+
+    Python's own major version has been 3 for years, so its minor version is the one that breaks things.
+    None when the version does not start with digits (``"missing"``).
+    """
+    parts = []
+    for piece in version.split(".")[: 2 if name == "python" else 1]:
+        digits = re.match(r"\d+", piece)
+        if digits is None:
+            return None
+        parts.append(int(digits.group()))
+    return tuple(parts)
+
+
+def major_differences(mine: dict[str, str], verified: dict[str, str]) -> list[str]:
+    """``"torch 3.0.1 here, 2.13.0 verified"`` for each of ``COMPARED`` whose major version differs."""
+    out = []
+    for name in COMPARED:
+        a, b = mine.get(name), verified.get(name)
+        if a is None or b is None:
+            continue
+        if _major(name, a) != _major(name, b):
+            out.append(f"{name} {a} here, {b} verified")
+    return out
+
+
+def verified_entry(notebook: str, path: Path | str | None = None) -> dict | None:
+    """The full-mode record of ``notebook`` (its number "08" or name) in ``notebooks/verified.json``, or None
+    when the file is missing, unreadable, or has no record of that notebook."""
+    path = Path(VERIFIED_FILE if path is None else path)
+    try:
+        records = json.loads(path.read_text(encoding="utf-8")).get("notebooks", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    for name, record in sorted(records.items()):
+        if name == notebook or name.split("_")[0] == notebook:
+            full = record.get("full") if isinstance(record, dict) else None
+            return full if isinstance(full, dict) else None
+    return None
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # "max" (cgroup v2 without a limit) -> None
+
+
+def available_memory(cgroup: Path | str = "/sys/fs/cgroup", meminfo: Path | str = "/proc/meminfo"
+                     ) -> tuple[int | None, str]:
+    """Bytes this process can still allocate, and where the figure comes from.
+
+    A cgroup limit (JupyterHub and containers set one: v2 ``memory.max``, v1 ``memory.limit_in_bytes``) minus
+    the group's usage, else the kernel's ``MemAvailable``, else psutil (macOS, Windows); the smaller of a
+    cgroup's room and ``MemAvailable`` when both exist. ``(None, "unknown")`` when nothing can be read.
+    """
+    cgroup, found = Path(cgroup), []
+    for limit_file, usage_file in (("memory.max", "memory.current"),
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        limit = _read_int(cgroup / limit_file)
+        if limit is not None and limit < 2**60:  # v1 writes a huge number for "no limit"
+            used = _read_int(cgroup / usage_file) or 0
+            found.append((max(limit - used, 0), f"cgroup limit {limit / 1e9:.1f} GB"))
+            break
+    try:
+        for line in Path(meminfo).read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append((int(line.split()[1]) * 1024, "MemAvailable"))
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    if not found:
+        try:
+            import psutil  # a dependency of the Jupyter kernel, present wherever a notebook runs
+
+            found.append((int(psutil.virtual_memory().available), "available memory"))
+        except Exception:  # noqa: BLE001 - no figure is better than a crash in the first cell
+            return None, "unknown"
+    return min(found)
+
+
+def _own_rss() -> int:
+    """This process's resident memory in bytes (0 when it cannot be read)."""
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def memory_warning(budget: Budget, fast: bool | None = None, available: tuple[int | None, str] | None = None,
+                   own_rss: int | None = None) -> str | None:
+    """A warning when the notebook's declared full-mode peak does not fit into the free memory, else None.
+
+    In fast mode, or when the free memory is unknown, there is nothing to say. ``available`` and ``own_rss``
+    are for tests; by default they are measured (``available_memory()``, this process's RSS, which the
+    declared peak already includes).
+    """
+    if not isinstance(budget, Budget):
+        raise TypeError(f"budget must be a Budget, got {type(budget).__name__}")
+    if FAST if fast is None else fast:
+        return None
+    free, source = available_memory() if available is None else available
+    if free is None:
+        return None
+    need = budget.full_gb * 1e9 - (_own_rss() if own_rss is None else own_rss)
+    if need <= free:
+        return None
+    return (f"WARNING memory: full mode needs up to {budget.full_gb:g} GB, but only {free / 1e9:.1f} GB are free "
+            f"here ({source}); it may be stopped half-way. Use fast mode: put `import os; "
+            f"os.environ['COURSE_FAST'] = '1'` first in this cell and restart the kernel, or start Jupyter "
+            f"with COURSE_FAST=1 set.")
+
+
+def describe(device: torch.device | str | None = None, *, notebook: str | None = None,
+             budget: Budget | None = None, verified_file: Path | str | None = None) -> torch.device:
+    """Print device, versions and mode (the first output of every notebook); return the device.
+
+    With ``notebook`` (its number, e.g. ``"08"``) and ``budget`` it also prints the declared budget, what the
+    last full-mode run measured and on which versions (``notebooks/verified.json``), warns in one line when
+    Python, torch or NumPy differ from those by a major version, and warns before any heavy cell when the
+    full-mode peak would not fit into the free memory.
+    """
+    if budget is not None and not isinstance(budget, Budget):
+        raise TypeError(f"budget must be a Budget, got {type(budget).__name__}")
     device = pick_device() if device is None else torch.device(device)
     name = device.type
     if device.type == "cuda":
         name += f" ({torch.cuda.get_device_name(device)})"
+    mine = versions()
     print(f"device: {name}   threads: {torch.get_num_threads()}   mode: {'FAST' if FAST else 'full'}")
-    print("   ".join(f"{k} {v}" for k, v in versions().items()))
+    print("here:     " + "   ".join(f"{k} {v}" for k, v in mine.items()))
+    if notebook is not None:
+        record = verified_entry(notebook, verified_file)
+        if record is None:
+            print("verified: not verified yet (no full-mode record in notebooks/verified.json)")
+        else:
+            theirs = record.get("versions", {})
+            machine = record.get("machine", {})
+            print("verified: " + "   ".join(f"{k} {v}" for k, v in theirs.items()))
+            print(f"          on {machine.get('device', '?')} ({machine.get('cpu', '?')}, "
+                  f"{machine.get('threads', '?')} threads), {record.get('date', '?')}: "
+                  f"{record.get('wall_s', 0) / 60:.1f} min, {record.get('cpu_s', 0) / 60:.1f} min of CPU, "
+                  f"peak {record.get('peak_mb', 0) / 1000:.2f} GB")
+            differ = major_differences(mine, theirs)
+            if differ:
+                print("WARNING versions: " + "; ".join(differ) + " (a major version apart: results may differ)")
+    if budget is not None:
+        print(f"budget:   {budget}")
+        warning = memory_warning(budget)
+        if warning:
+            print(warning)
     return device
 
 

@@ -200,4 +200,35 @@ def test_plots_return_figures():
         P.plot_dropout(drop),
     ]
     assert all(isinstance(f, Figure) for f in figs)
+
+    def labelled(ax):  # {legend label: (x, y)} of the labelled lines
+        return {ln.get_label(): (list(ln.get_xdata()), list(ln.get_ydata()))
+                for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+
+    # a stacked bar per model and component, and each model's bars add up to all of its parameters
+    ax = figs[0].axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(shares)
+    assert len(ax.patches) == len(shares) * len(shares["small"])
+    small = [p.get_height() for p in ax.patches if abs(p.get_x() + p.get_width() / 2) < 1e-9]
+    assert sum(small) == pytest.approx(1.0)
+    assert small[0] == pytest.approx(shares["small"]["embeddings"]["weights"] / A.GPT2_PARAMETERS["small"])
+    # one bar per model and precision; the fp32 bar of small is its bytes in GB, on a log axis
+    mem = figs[1].axes[0]
+    assert len(mem.patches) % len(A.GPT2_PARAMETERS) == 0 and mem.get_yscale() == "log"
+    assert mem.patches[0].get_height() == pytest.approx(A.memory_table(A.GPT2_PARAMETERS)[0]["fp32"] / 1e9)
+    # measured times (ms) and the fitted curve, then the memory (MB) on log-log axes
+    time_ax, mem_ax = figs[2].axes
+    assert labelled(time_ax)["naive"][1] == pytest.approx([1e3 * r["seconds"] for r in cost["naive"]])
+    assert any("fit" in k for k in labelled(time_ax)) and mem_ax.get_xscale() == mem_ax.get_yscale() == "log"
+    # one panel per data size, a train and a validation line per width with the grid's losses
+    assert [a.get_title() for a in figs[3].axes] == ["data = small", "data = large"]
+    for a in figs[3].axes:
+        lines = labelled(a)
+        assert len(lines) == 4 and lines["n_embd=16 train"] == ([1, 2], [2.0, 3.0])
+        assert lines["n_embd=32 validation"] == ([1, 2], [3.0, 4.0])
+    assert any("10" in k for k in labelled(figs[4].axes[0])), "the end of the trained positions is marked"
+    assert len(figs[4].axes[0].get_lines()[0].get_xdata()) == 20
+    drops = labelled(figs[5].axes[0])
+    assert drops["validation"] == ([0.0, 0.2, 0.5], [2.0, 1.8, 1.5]) and drops["train"][1] == [1.0, 1.2, 1.5]
+    assert any("0.5" in k for k in drops if k.startswith("best"))
     plt.close("all")

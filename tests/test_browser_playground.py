@@ -76,7 +76,7 @@ def test_playground_reacts_to_the_temperature_slider(tmp_path):
         except Exception as err:
             raise AssertionError(f"T = 0 never showed; readout: {_readout(page)!r}\n"
                                  + failure_report(page, server)) from err
-        assert "1 tokens can be drawn" in _readout(page)
+        assert "1 token can be drawn" in _readout(page)
 
         greedy_base = _readout(page)  # the model menu: SmolLM2 gets a chat prompt and its own distribution
         page.locator(".playground-model select").first.select_option("SmolLM2-135M-Instruct")
@@ -84,12 +84,12 @@ def test_playground_reacts_to_the_temperature_slider(tmp_path):
             page.wait_for_function("() => document.querySelector('.playground-prompt textarea').value"
                                    ".includes('<|im_start|>assistant')", timeout=60_000)
             page.wait_for_function(f"(old) => {{ const t = document.querySelector('{READOUT}').innerText; "
-                                   "return t !== old && t.includes('tokens can be drawn'); }",  # not 'loading ...'
+                                   "return t !== old && t.includes('can be drawn'); }",  # not 'loading ...'
                                    arg=greedy_base, timeout=120_000)
         except Exception as err:
             raise AssertionError(f"switching to SmolLM2 showed nothing new; readout: {_readout(page)!r}\n"
                                  + failure_report(page, server)) from err
-        assert "T = 0.00" in _readout(page) and "1 tokens can be drawn" in _readout(page)
+        assert "T = 0.00" in _readout(page) and "1 token can be drawn" in _readout(page)
 
         wait_for_text(page, server, "ex3")  # the notebook ran to its end
         errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")

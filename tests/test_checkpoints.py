@@ -18,7 +18,8 @@ from helpers.checkpoints import (
 from helpers.model import GPT, GPTConfig
 from helpers.tokenizer import BPETokenizer
 
-torch.set_num_threads(1)
+# one thread for these tiny models, for this module only (set at import it would leak into other test files)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -378,3 +379,395 @@ def test_meta_reads_config_and_extra_without_the_weights(saved, model):
     (saved / "extra.json").unlink()
     (saved / "tokenizer.json").unlink()
     assert checkpoints.load_checkpoint_meta(saved)[1:] == ({}, False)
+
+
+# -- what the save leaves behind, what it syncs, and which leftovers it removes -------------------------------
+
+def test_save_syncs_every_file_and_folder_before_renaming(tmp_path, model, tok, monkeypatch):
+    """A rename is durable only once the renamed folder's files, the folder itself and its parent
+    have reached the disk: every one of them must be fsynced (on POSIX, folders too)."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def recording(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else str(fd))
+        return real(fd)
+
+    if os.name != "posix" or not os.path.exists("/proc/self/fd"):
+        pytest.skip("names open files through /proc")
+    monkeypatch.setattr(checkpoints.os, "fsync", recording)
+    directory = save_checkpoint(tmp_path / "ckpt", model, tok, extra={"a": 1})
+    names = [os.path.basename(p) for p in synced]
+    for f in ("model.safetensors", "config.json", "tokenizer.json", "extra.json"):
+        assert names.count(f) == 1, f
+    assert any(n.startswith(".ckpt.tmp-") for n in names), "the new folder itself"
+    assert synced.count(str(tmp_path)) == 2, "the parent, after each of the two renames"
+    assert directory.is_dir()
+
+
+def test_pid_alive_asks_without_signalling(monkeypatch):
+    import subprocess
+    import sys
+
+    # default signal handling in the child, even when this test runs under nohup (which ignores SIGHUP)
+    child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGHUP, signal.SIG_DFL); "
+                              "signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(30)"])
+    try:
+        assert checkpoints._pid_alive(child.pid) is True
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=0.5)  # signal 0 only asks; any real signal would have ended it
+    finally:
+        child.kill()
+        child.wait()
+    assert checkpoints._pid_alive(child.pid) is False  # ended and reaped
+    assert checkpoints._pid_alive(os.getpid()) is True
+
+    def not_allowed(pid, sig):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(checkpoints.os, "kill", not_allowed)
+    assert checkpoints._pid_alive(child.pid) is True  # another user's process: alive, never deleted
+
+
+def test_save_removes_leftovers_of_dead_saves_only(tmp_path, model):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".ckpt.tmp-{dead.pid}-abc"
+    running = tmp_path / f".ckpt.tmp-{os.getpid()}-xyz"
+    other = tmp_path / ".other.tmp-1-abc"
+    for d in (stale, running, other):
+        d.mkdir()
+    save_checkpoint(tmp_path / "ckpt", model)
+    assert not stale.exists() and running.is_dir() and other.is_dir()
+
+
+def test_load_base_model_names_the_missing_folder_and_the_rebuild(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoints, "BASE_MODEL_DIR", tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=r"base model is missing from '.*nowhere'.*python -m helpers.pretrain "
+                                                r"--out .*nowhere"):
+        load_base_model()
+
+
+def test_load_base_model_without_its_tokenizer(tmp_path, monkeypatch, model):
+    monkeypatch.setattr(checkpoints, "BASE_MODEL_DIR", save_checkpoint(tmp_path / "base", model))
+    with pytest.raises(FileNotFoundError, match=r"tokenizer file '.*base/tokenizer.json' is missing"):
+        load_base_model("cpu")
+
+
+def test_meta_names_a_corrupt_extra_file(saved):
+    (saved / "extra.json").write_text("{")
+    with pytest.raises(ValueError, match=r"^extra file '.*extra.json' is not valid JSON"):
+        checkpoints.load_checkpoint_meta(saved)
+    with pytest.raises(ValueError, match=r"^extra file '.*extra.json' is not valid JSON"):
+        load_checkpoint(saved)
+
+
+# -- every damaged weights file gets its own, complete message ---------------------------------------------
+
+def _rewrite_weights(saved, edit_meta=None, edit_tensors=None) -> str:
+    """Rewrite model.safetensors with its metadata and tensors passed through the given edits; returns its path."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = saved / "model.safetensors"
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(edit_tensors(tensors) if edit_tensors else tensors, path,
+              metadata=edit_meta(meta) if edit_meta else meta)
+    return str(path)
+
+
+def test_weights_without_tied_metadata_load_when_nothing_is_tied(tmp_path, model):
+    """Files from before the 'tied' entry existed have none: it means no tied tensors."""
+    model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone() + 1.0)  # untied
+    saved = save_checkpoint(tmp_path / "untied", model)
+    _rewrite_weights(saved, lambda m: {k: v for k, v in m.items() if k != "tied"})
+    loaded = load_checkpoint(saved)[0]
+    assert torch.equal(loaded.lm_head.weight, model.lm_head.weight)
+    assert loaded.lm_head.weight is not loaded.transformer.wte.weight
+
+
+@pytest.mark.parametrize("key,value,kind", [
+    ("sha256", "[1, 2]", "a JSON object {name: hex}"),
+    ("sha256", '{"transformer.wte.weight": 5}', "a JSON object {name: hex}"),
+    ("config", "[1, 2]", "a JSON object"),
+])
+def test_metadata_of_the_wrong_kind_is_named(saved, key, value, kind):
+    import re
+
+    path = _rewrite_weights(saved, lambda m: {**m, key: value})
+    with pytest.raises(ValueError, match=f"^{re.escape(f'weights file {path!r}: metadata {key!r} must be {kind}, got ')}"):
+        load_checkpoint(saved)
+
+
+def test_checksums_naming_other_tensors_are_listed(saved):
+    import re
+
+    def edit(meta):
+        sums = json.loads(meta["sha256"])
+        dropped = sorted(sums)[0]
+        del sums[dropped]
+        sums |= {f"bogus{i}": "0" for i in range(4)}
+        edit.names = sorted([dropped, *(f"bogus{i}" for i in range(4))])[:4]  # five differ: the first four named
+        return {**meta, "sha256": json.dumps(sums)}
+
+    path = _rewrite_weights(saved, edit)
+    want = (f"weights file {path!r}: the checksums name {edit.names}, which do not match the tensors in the file "
+            "(corrupt or edited); save the model again")
+    with pytest.raises(ValueError, match=f"^{re.escape(want)}$"):
+        load_checkpoint(saved)
+
+
+def test_flipped_bit_message_is_complete(saved):
+    import re
+
+    path = _rewrite_weights(saved, edit_tensors=lambda t: {**t, "transformer.ln_f.weight": t["transformer.ln_f.weight"] + 1})
+    want = (f"weights file {path!r}: tensor 'transformer.ln_f.weight' does not match its checksum "
+            "(the file is corrupt: a changed bit or byte); save the model again")
+    with pytest.raises(ValueError, match=f"^{re.escape(want)}$"):
+        load_checkpoint(saved)
+
+
+def test_tied_to_a_tensor_the_file_lacks(saved):
+    import re
+
+    path = _rewrite_weights(saved, lambda m: {**m, "tied": json.dumps({"lm_head.weight": "nowhere.weight"})})
+    want = f"weights file {path!r}: lm_head.weight is tied to nowhere.weight, which the file lacks"
+    with pytest.raises(ValueError, match=f"^{re.escape(want)}$"):
+        load_checkpoint(saved)
+
+
+def test_unknown_config_fields_are_named(saved):
+    path = saved / "config.json"
+    data = json.loads(path.read_text())
+    data["config"]["n_embed"] = 16  # a typo of n_embd
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"config.json' holds an invalid GPTConfig: unknown GPTConfig fields "
+                                         r"\['n_embed'\]; allowed: \['bias', 'block_size'"):
+        load_checkpoint(saved)
+    with pytest.raises(ValueError, match=r"^unknown GPTConfig fields \['n_embed', 'x'\]; allowed: \[.*'n_embd'"):
+        GPTConfig.from_dict({**model_config_dict(), "n_embed": 16, "x": 1})
+
+
+def model_config_dict() -> dict:
+    return GPTConfig(block_size=8, vocab_size=16, n_layer=1, n_head=1, n_embd=8).to_dict()
+
+
+def test_save_reports_its_steps_in_order(tmp_path, model, monkeypatch):
+    steps: list[str] = []
+    monkeypatch.setattr(checkpoints, "_after_step", steps.append)
+    save_checkpoint(tmp_path / "ckpt", model)
+    assert steps == [s for s in STEPS if s != "moved_old"]  # a first save has no old checkpoint to move
+    steps.clear()
+    save_checkpoint(tmp_path / "ckpt", model)
+    assert steps == STEPS
+
+
+def test_lora_refusal_names_the_first_adapter_and_both_ways_out(tmp_path, model):
+    from helpers.lora import apply_lora
+
+    apply_lora(model, rank=2, targets=["c_attn"])
+    want = ("model has LoRA adapters (transformer.h.0.attn.c_attn.lora_A, ...): a checkpoint holds the plain model. "
+            "Fold them in with helpers.lora.remove_lora(model) (merge_lora alone keeps the wrappers), or save the "
+            "adapter alone with helpers.lora.lora_state_dict(model)")
+    with pytest.raises(ValueError) as err:
+        save_checkpoint(tmp_path / "l", model)
+    assert str(err.value) == want
+
+
+@pytest.mark.parametrize("content", [
+    {"format": "course-gpt-checkpoint", "config": [1, 2]},  # the right format, no config object
+    {"config": {"n_embd": 16}},  # a config object, no format
+    {"format": "something-else", "config": {}},
+    [1, 2],
+])
+def test_config_file_that_is_not_a_checkpoint_config(saved, content):
+    import re
+
+    path = saved / "config.json"
+    path.write_text(json.dumps(content))
+    want = (f"config file {str(path)!r} is not a checkpoint config (expected a JSON object with "
+            "format='course-gpt-checkpoint' and a 'config' object)")
+    for load in (load_checkpoint, checkpoints.load_checkpoint_meta):
+        with pytest.raises(ValueError, match=f"^{re.escape(want)}$"):
+            load(saved)
+
+
+def test_corrupt_config_message_starts_with_what_it_is(saved):
+    (saved / "config.json").write_text("{")
+    with pytest.raises(ValueError, match=r"^config file '.*config.json' is not valid JSON \(truncated or corrupt\?\): "):
+        load_checkpoint(saved)
+
+
+def test_a_foreign_file_instead_of_a_folder(tmp_path):
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"^checkpoint directory '.*weights.bin' is a file, not a checkpoint "
+                                                r"folder; pass the folder that holds model.safetensors and config.json$"):
+        load_checkpoint(path)
+
+
+def test_config_differences_are_listed(saved):
+    import re
+
+    path = _rewrite_weights(saved, lambda m: {**m, "config": json.dumps(
+        {**json.loads(m["config"]), "n_head": 1, "dropout": 0.5, "bias": False, "block_size": 8, "rope": True})})
+    # the five differing fields sorted: bias, block_size, dropout, n_head, rope; the first three are named
+    want = (f"config.json in {str(saved)!r} differs from the config saved with {path!r}: "
+            "bias=True in config.json but False in the weights, block_size=16 in config.json but 8 in the weights, "
+            "dropout=0.0 in config.json but 0.5 in the weights (was config.json edited?)")
+    with pytest.raises(ValueError, match=f"^{re.escape(want)}$"):
+        load_checkpoint(saved)
+
+
+def test_a_field_only_the_weights_know_is_a_difference(saved):
+    _rewrite_weights(saved, lambda m: {**m, "config": json.dumps({**json.loads(m["config"]), "rope": True})})
+    with pytest.raises(ValueError, match=r"differs from the config saved with .*: rope=None in config.json but True "
+                                         r"in the weights \(was config.json edited\?\)$"):
+        load_checkpoint(saved)
+
+
+@pytest.mark.parametrize("n_layer,side", [(4, "missing"), (1, "unexpected")])
+def test_mismatched_weights_name_at_most_four_tensors(saved, n_layer, side):
+    import re
+
+    _strip_metadata(saved)
+    path = saved / "config.json"
+    data = json.loads(path.read_text())
+    data["config"]["n_layer"] = n_layer
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"does not match config.json: missing \[.*\], unexpected \[.*\] \(was the "
+                                         r"config edited, or the file from another model\?\)$") as err:
+        load_checkpoint(saved)
+    listed = re.search(rf"{side} (\[[^\]]*\])", str(err.value)).group(1)
+    assert len(eval(listed)) == 4  # more than four differ (a whole layer): the first four are named
+
+
+def test_load_checkpoint_puts_the_model_on_the_device_asked_for(saved):
+    with pytest.raises(ValueError, match=r"^device must be one of .*got 'tpu'$"):
+        load_checkpoint(saved, device="tpu")
+    assert load_checkpoint(saved, device=torch.device("cpu"))[0].lm_head.weight.device.type == "cpu"
+
+
+def test_extra_file_that_is_not_an_object(saved):
+    import re
+
+    (saved / "extra.json").write_text("[1, 2]")
+    want = f"extra file {str(saved / 'extra.json')!r} must hold a JSON object"
+    with pytest.raises(ValueError, match=f"^{re.escape(want)}$"):
+        load_checkpoint(saved)
+
+
+def test_quantised_refusal_names_the_first_integer_tensor_and_the_way_out(tmp_path, model):
+    from helpers.quantize import quantize_model
+
+    with pytest.raises(ValueError) as err:
+        save_checkpoint(tmp_path / "q", quantize_model(model, bits=8))
+    assert str(err.value) == (
+        "model is quantised (transformer.wte.qdata holds integer codes): a checkpoint holds float weights. Save the "
+        "float model (quantize_model returns a copy), or turn this one back into floats with "
+        "helpers.quantize.dequantize_model(model)")
+
+
+def test_json_files_are_utf8_and_readable(tmp_path, model):
+    """config.json and extra.json are for people too: UTF-8 text with the characters themselves (not
+    \\u escapes), one entry per line, ending in a newline; and they load back the same."""
+    extra = {"note": "café ✓", "runs": [1, 2]}
+    d = save_checkpoint(tmp_path / "c", model, extra=extra)
+    raw = (d / "extra.json").read_bytes()
+    assert "café ✓".encode() in raw and b"\\u" not in raw and raw.endswith(b"}\n")
+    assert raw.count(b"\n") >= 5
+    assert json.loads(raw.decode("utf-8")) == extra == load_checkpoint(d)[2]
+    assert (d / "config.json").read_bytes().count(b"\n") > 5
+
+
+def test_save_messages_name_the_value(tmp_path, model):
+    with pytest.raises(ValueError, match=r"^model must be a language model \(helpers.interface.LanguageModel, e.g. a "
+                                         r"helpers.model.GPT\), got Linear$"):
+        save_checkpoint(tmp_path / "x", torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match=r"^extra must be a dict of JSON values, got list$"):
+        save_checkpoint(tmp_path / "x", model, extra=[1, 2])
+    with pytest.raises(ValueError, match=r"^extra: dict keys must be strings \(JSON turns 1 into '1'\), got 1$"):
+        save_checkpoint(tmp_path / "x", model, extra={1: "a"})
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match=rf"^directory '{tmp_path}/file' exists and is a file, not a directory$"):
+        save_checkpoint(tmp_path / "file", model)
+    crowded = tmp_path / "crowded"
+    crowded.mkdir()
+    for i in range(6):
+        (crowded / f"n{i}.txt").write_text("")
+    with pytest.raises(ValueError, match=rf"^directory '{crowded}' holds files that are not part of a checkpoint "
+                                         r"\(n0.txt, n1.txt, n2.txt, n3.txt, n4.txt\); choose an empty or new directory$"):
+        save_checkpoint(crowded, model)
+
+
+def test_save_creates_missing_parent_folders(tmp_path, model):
+    d = save_checkpoint(tmp_path / "a" / "b" / "ckpt", model)
+    assert load_checkpoint(d)[0].config == model.config
+
+
+# -- finishing an interrupted save, state by state (in-process: the kill tests above do it for real) ---------
+
+def _two_checkpoints(tmp_path, model):
+    """``ckpt`` saved with extra {"which": "old"} and a complete ``.ckpt.new`` with {"which": "new"}."""
+    directory = save_checkpoint(tmp_path / "ckpt", model, extra={"which": "old"})
+    save_checkpoint(tmp_path / "staging", model, extra={"which": "new"})
+    os.replace(tmp_path / "staging", tmp_path / ".ckpt.new")
+    return directory
+
+
+def test_recover_moves_a_marked_new_checkpoint_into_place(tmp_path, model):
+    directory = _two_checkpoints(tmp_path, model)
+    assert checkpoints.load_checkpoint_meta(directory)[1] == {"which": "new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_recover_without_the_old_checkpoint(tmp_path, model):
+    directory = _two_checkpoints(tmp_path, model)
+    os.replace(directory, tmp_path / ".ckpt.old")  # killed after step 3: the old one moved aside
+    assert load_checkpoint(directory)[2] == {"which": "new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_recover_puts_the_old_checkpoint_back_when_there_is_no_new_one(tmp_path, model):
+    directory = save_checkpoint(tmp_path / "ckpt", model, extra={"which": "old"})
+    os.replace(directory, tmp_path / ".ckpt.old")
+    assert load_checkpoint(directory)[2] == {"which": "old"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_recover_deletes_a_leftover_old_checkpoint(tmp_path, model):
+    directory = save_checkpoint(tmp_path / "ckpt", model, extra={"which": "current"})
+    save_checkpoint(tmp_path / "staging", model, extra={"which": "stale"})
+    os.replace(tmp_path / "staging", tmp_path / ".ckpt.old")  # killed after step 4, before step 5
+    assert checkpoints.load_checkpoint_meta(directory)[1] == {"which": "current"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_a_save_finishes_an_earlier_interrupted_one_first(tmp_path, model):
+    directory = _two_checkpoints(tmp_path, model)
+    stale = tmp_path / ".ckpt.tmp-999999999-x"  # a pid that cannot run
+    stale.mkdir()
+    save_checkpoint(directory, model, extra={"which": "third"})
+    assert load_checkpoint(directory)[2] == {"which": "third"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_a_failed_save_leaves_no_temporary_folder(tmp_path, model, monkeypatch):
+    def crash(path, data):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoints, "_write_json", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path / "ckpt", model)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not (BASE_MODEL_DIR / "model.safetensors").exists(), reason="base model not built yet")
+def test_load_base_model_passes_the_device_on():
+    with pytest.raises(ValueError, match=r"^device must be one of .*got 'tpu'$"):
+        load_base_model(device="tpu")

@@ -87,6 +87,33 @@ def test_training_plots_return_figures():
         tp.plot_bars({"a": -0.01, "b": 0.2}),
     ]
     assert all(isinstance(f, Figure) for f in figures)
+
+    def labelled(fig, i=0):  # {legend label: (x, y)} of the lines of axes i
+        return {ln.get_label(): (list(ln.get_xdata()), list(ln.get_ydata()))
+                for ln in fig.axes[i].get_lines() if not ln.get_label().startswith("_")}
+
+    # one training curve per run, named after it (a diverged run says so), with its losses
+    curves = labelled(figures[0])
+    assert len(curves) == 2 and curves["ok"] == ([1, 2, 3], [5.0, 4.0, 3.5])
+    assert any(k.startswith("diverged") and "diverged" in k[len("diverged"):] for k in curves)
+    assert figures[0].axes[0].get_xlabel() == "step" and "loss" in figures[0].axes[0].get_ylabel()
+    # x="tokens" scales the step by the tokens per step; smoothing=3 averages the first points
+    tok = labelled(figures[1])["ok"]
+    assert tok[0] == [64, 128, 192] and "token" in figures[1].axes[0].get_xlabel()
+    assert tok[1][-1] == pytest.approx((5.0 + 4.0 + 3.5) / 3) or tok[1][-1] == pytest.approx((4.0 + 3.5) / 2)
+    assert any(list(ln.get_ydata()) == [3.8] for ln in figures[1].axes[0].get_lines()), "the validation point"
+    assert labelled(figures[3]) == {"a": ([0, 1, 2], [0.1, 0.05, 0.01])}
+    sweep_lines = labelled(figures[4])
+    assert [k for k in sweep_lines if "diverged" in k] and figures[4].axes[0].get_xscale() == "log"
+    assert any(x == [1e-3, 1e-2] and y == [4.0, 3.0] for x, y in sweep_lines.values()), "the finished runs"
+    assert any("1e-02" in k for k in sweep_lines), "the best LR is named"
+    rt = labelled(figures[5])
+    assert any(y == [5.0, 4.5, 3.0, 9.0] for _, y in rt.values()) and any("1.0e-03" in k for k in rt)
+    assert {k: v[1] for k, v in labelled(figures[6]).items()} == {"ok": [1.0, 2.0], "diverged": [1.0, 9.0]}
+    assert len(figures[7].axes) == 2 and list(figures[7].axes[0].get_lines()[0].get_ydata()) == [100.0, 300.0]
+    assert [p.get_height() for p in figures[10].axes[0].patches] == [-0.01, 0.2]
+    assert [t.get_text() for t in figures[10].axes[0].get_xticklabels()] == ["a", "b"]
+    assert len(figures[9].axes[0].patches) == 2 and any("diverged" in t.get_text() for t in figures[9].axes[0].texts)
     baseline = [line for line in figures[2].axes[0].get_lines() if line.get_label().startswith("uniform")]
     assert len(baseline) == 1 and list(baseline[0].get_ydata()) == [3.0, 3.0]
     assert figures[-1].axes[0].get_ylim()[0] < -0.01  # a negative bar is shown whole

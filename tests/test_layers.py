@@ -18,6 +18,7 @@ LAYERS = {
     "smollm2_file": 0,
     # the classroom tools: set-up, grading, the rendered course (no course modules imported; exercises runs grading)
     "setup": 0, "handout": 0, "grading": 0, "site": 0,
+    "budgets": 0,  # every notebook run against its declared budget (make full), and the fast-mode check
     "glossary": 0,  # GLOSSARY.md from the notebooks' glossaries
     "corpus": 1,  # text
     "tokenizer": 2, "byte_bpe": 2, "data": 2,  # text -> token ids

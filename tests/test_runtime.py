@@ -1,5 +1,6 @@
-"""helpers.runtime: device choice, the fast-mode flag and seeding."""
+"""helpers.runtime: device choice, the fast-mode flag, seeding, budgets and the "verified on" report."""
 
+import json
 import os
 import subprocess
 import sys
@@ -128,3 +129,110 @@ def test_evaluating_switches_to_eval_mode_and_back_even_after_an_error():
     with pytest.raises(RuntimeError), evaluating(model):
         raise RuntimeError("inside")
     assert model.training
+
+
+# ------------------------------------------------------------------- budgets, "verified on", memory
+def _verified(tmp_path, versions: dict[str, str]) -> Path:
+    path = tmp_path / "verified.json"
+    entry = {"wall_s": 150.0, "cpu_s": 240.0, "peak_mb": 800, "date": "2026-01-02", "versions": versions,
+             "machine": {"device": "cpu", "cpu": "Test CPU", "threads": 2}}
+    path.write_text(json.dumps({"notebooks": {"08_learning_rate": {"full": entry}}}))
+    return path
+
+
+def test_major_version_rule():
+    # Python: 3.x is the major part; the libraries: the first number
+    assert runtime._major("python", "3.12.3") == (3, 12)
+    assert runtime._major("torch", "2.13.0+cpu") == (2,)
+    assert runtime._major("numpy", "2.0.0rc1") == (2,)
+    assert runtime._major("numpy", "missing") is None
+    same = {"python": "3.12.1", "torch": "2.13.0+cpu", "numpy": "2.4.6"}
+    assert runtime.major_differences(same, {"python": "3.12.9", "torch": "2.2.0", "numpy": "2.0.1"}) == []
+    differ = runtime.major_differences(same, {"python": "3.11.7", "torch": "1.13.1", "numpy": "2.4.6"})
+    assert differ == ["python 3.12.1 here, 3.11.7 verified", "torch 2.13.0+cpu here, 1.13.1 verified"]
+    assert runtime.major_differences(same, {"numpy": "1.26.4"}) == ["numpy 2.4.6 here, 1.26.4 verified"]
+
+
+def test_describe_shows_the_verified_set_and_warns_on_a_major_version(tmp_path, capsys):
+    mine = runtime.versions()
+    budget = runtime.Budget(full_minutes=4, full_gb=1, fast_seconds=20)
+    runtime.describe("cpu", notebook="08", budget=budget, verified_file=_verified(tmp_path, dict(mine)))
+    out = capsys.readouterr().out
+    assert f"verified: python {mine['python']}" in out and "Test CPU, 2 threads" in out
+    assert "2.5 min, 4.0 min of CPU, peak 0.80 GB" in out
+    assert "budget:   full mode <= 4 min and <= 1 GB" in out
+    assert "WARNING versions" not in out
+    older = dict(mine, torch="1.0.0")
+    runtime.describe("cpu", notebook="08", budget=budget, verified_file=_verified(tmp_path, older))
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("WARNING versions")]
+    assert warnings == [f"WARNING versions: torch {mine['torch']} here, 1.0.0 verified "
+                        "(a major version apart: results may differ)"]
+
+
+def test_describe_without_a_verified_file_says_so(tmp_path, capsys):
+    runtime.describe("cpu", notebook="08", verified_file=tmp_path / "missing.json")
+    assert "verified: not verified yet" in capsys.readouterr().out
+    (tmp_path / "broken.json").write_text("{not json")
+    runtime.describe("cpu", notebook="08", verified_file=tmp_path / "broken.json")
+    assert "verified: not verified yet" in capsys.readouterr().out
+    runtime.describe("cpu", notebook="05", verified_file=_verified(tmp_path, {}))  # another notebook's record
+    assert "verified: not verified yet" in capsys.readouterr().out
+    with pytest.raises(TypeError, match="budget must be a Budget, got dict"):
+        runtime.describe("cpu", budget={"full_minutes": 1})
+
+
+def _cgroup(tmp_path, limit: str, current: str, version: int = 2) -> Path:
+    root = tmp_path / "cgroup"
+    if version == 2:
+        root.mkdir()
+        (root / "memory.max").write_text(limit + "\n")
+        (root / "memory.current").write_text(current + "\n")
+    else:
+        (root / "memory").mkdir(parents=True)
+        (root / "memory" / "memory.limit_in_bytes").write_text(limit + "\n")
+        (root / "memory" / "memory.usage_in_bytes").write_text(current + "\n")
+    return root
+
+
+def test_available_memory_reads_cgroup_limits_and_meminfo(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       16000000 kB\nMemAvailable:    8000000 kB\n")
+    # a JupyterHub-style limit of 2 GB with 0.5 GB used: 1.5 GB left, less than MemAvailable
+    assert runtime.available_memory(_cgroup(tmp_path, "2000000000", "500000000"), meminfo) == (
+        1_500_000_000, "cgroup limit 2.0 GB")
+    v1 = tmp_path / "v1"
+    v1.mkdir()
+    assert runtime.available_memory(_cgroup(v1, "1000000000", "0", version=1), meminfo) == (
+        1_000_000_000, "cgroup limit 1.0 GB")
+    no_limit = tmp_path / "nolimit"
+    no_limit.mkdir()
+    assert runtime.available_memory(_cgroup(no_limit, "max", "500000000"), meminfo) == (8_192_000_000, "MemAvailable")
+    # neither file (macOS, Windows): psutil's figure, or "unknown", never an exception
+    free, source = runtime.available_memory(tmp_path / "none", tmp_path / "none")
+    assert (free is None and source == "unknown") or (free > 0 and source == "available memory")
+
+
+def test_memory_warning_before_the_heavy_cells(tmp_path, capsys):
+    budget = runtime.Budget(full_minutes=4, full_gb=2, fast_seconds=20)
+    small = (1_000_000_000, "cgroup limit 1.0 GB")
+    warning = runtime.memory_warning(budget, fast=False, available=small, own_rss=300_000_000)
+    assert warning.startswith("WARNING memory: full mode needs up to 2 GB, but only 1.0 GB are free")
+    assert "cgroup limit 1.0 GB" in warning and "COURSE_FAST" in warning
+    # the kernel's own memory is already part of the declared peak
+    assert runtime.memory_warning(budget, fast=False, available=small, own_rss=1_000_000_000) is None
+    assert runtime.memory_warning(budget, fast=False, available=(4_000_000_000, "MemAvailable"), own_rss=0) is None
+    assert runtime.memory_warning(budget, fast=True, available=small, own_rss=0) is None  # fast mode is small
+    assert runtime.memory_warning(budget, fast=False, available=(None, "unknown"), own_rss=0) is None
+
+
+def test_the_memory_warning_reaches_the_first_output(tmp_path):
+    # a faked 0.5 GB cgroup seen by a fresh interpreter in full mode
+    code = ("from pathlib import Path; from helpers import runtime\n"
+            "real = runtime.available_memory\n"
+            f"runtime.available_memory = lambda: real({str(_cgroup(tmp_path, '500000000', '0'))!r}, '/nonexistent')\n"
+            "runtime.describe('cpu', notebook='08', budget=runtime.Budget(full_minutes=4, full_gb=2, fast_seconds=20))")
+    out = subprocess.run([sys.executable, "-c", code], env=_env(), cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[-1].startswith("WARNING memory: full mode needs up to 2 GB, but only 0.5 GB are free here "
+                                "(cgroup limit 0.5 GB)")

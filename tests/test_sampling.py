@@ -121,6 +121,22 @@ def test_process_logits_names_bad_arguments():
         process_logits(torch.tensor([[1, 2]]), SamplingParams())
     with pytest.raises(ValueError, match="params must be a SamplingParams, got NoneType"):
         process_logits(torch.zeros(1, 3), None)
+    with pytest.raises(ValueError, match=r"^logits must be a float tensor of shape \(B, V\), got shape \(3,\), "
+                                         r"dtype torch.float32$"):
+        process_logits(torch.zeros(3), SamplingParams())  # one row must still be (1, V)
+    with pytest.raises(ValueError, match=r"^logits must not contain NaN or \+inf$"):
+        process_logits(torch.tensor([[0.0, math.inf]]), SamplingParams())
+    assert kept(process_logits(torch.tensor([[0.0, -math.inf, 1.0]]), SamplingParams())) == [0, 2]  # -inf is a ban
+    # penalty inputs: (B, L) or one row (L,) shared by every row; anything else is named with its shape
+    logits = torch.zeros(2, 5)
+    with pytest.raises(ValueError, match=r"^prompt_ids must have shape \(B=2, length\), got \(3, 1\)$"):
+        process_logits(logits, SamplingParams(repetition_penalty=2.0), prompt_ids=torch.zeros(3, 1, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"^output_ids must have shape \(B=2, length\), got \(2, 1, 1\)$"):
+        process_logits(logits, SamplingParams(frequency_penalty=1.0), output_ids=torch.zeros(2, 1, 1, dtype=torch.long))
+    shared = process_logits(logits, SamplingParams(frequency_penalty=1.0), output_ids=[4])
+    assert shared[:, 4].tolist() == [-1.0, -1.0] and shared[:, :4].eq(0).all()
+    with pytest.raises(ValueError, match=r"^stop_token_ids must be in \[0, vocab_size=5\), got 5$"):
+        process_logits(logits, SamplingParams(min_tokens=1), eos_token_id=5)
 
 
 def test_top_p_at_exact_boundaries():

@@ -263,3 +263,40 @@ def test_top_k_ties_at_the_cut_are_kept_during_generation():
     assert len({t for c in outs for t in c.token_ids}) > 2
     peaked, tok = scripted(["a", "b"], ["a"] * 5)  # one clear favourite: no tie, k = 1 is greedy
     assert generate(peaked, "P", SamplingParams(top_k=1, max_tokens=5, seed=0), tok).text == "aaaaa"
+
+
+# -- the errors the docstrings promise, each naming the parameter and the value -------------------------
+
+def test_stream_without_a_tokenizer_is_refused(tiny_gpt):
+    with pytest.raises(ValueError, match=r"^stream yields text and needs a tokenizer$"):
+        next(stream(tiny_gpt().eval(), [1], SamplingParams(max_tokens=1)))
+
+
+def test_a_device_other_than_the_models_is_refused(tiny_gpt):
+    model = tiny_gpt().eval()
+    with pytest.raises(ValueError, match=r"^device=meta but the model is on cpu; move it first: model.to\('meta'\)$"):
+        generate(model, [1], SamplingParams(max_tokens=1), device="meta")
+    with pytest.raises(ValueError, match=r"^device=meta but the model is on cpu"):
+        next(stream(model, [1], SamplingParams(max_tokens=1), StubTokenizer(), device=torch.device("meta")))
+
+
+def test_params_that_are_not_sampling_params_are_refused(tiny_gpt):
+    with pytest.raises(ValueError, match=r"^params must be a SamplingParams, got dict$"):
+        generate(tiny_gpt().eval(), [1], {"temperature": 0.5})
+
+
+def test_long_prompt_message_names_the_length_the_window_and_a_fix(tiny_gpt):
+    with pytest.raises(ValueError, match=r"^the prompt has 20 tokens but the context window \(block_size\) is 16 "
+                                         r"and must hold the prompt and at least one new token: .*ids\[-8:\]$"):
+        generate(tiny_gpt(block_size=16).eval(), list(range(20)), SamplingParams())
+
+
+def test_a_text_prompt_without_a_tokenizer_says_how_to_fix_it(tiny_gpt):
+    with pytest.raises(ValueError, match=r"^a text prompt needs a tokenizer: pass tokenizer=\.\.\., or give the prompt "
+                                         r"as token ids$"):
+        generate(tiny_gpt().eval(), "hello", SamplingParams())
+
+
+def test_stop_token_outside_the_vocabulary_is_named(tiny_gpt):
+    with pytest.raises(ValueError, match=r"^stop_token_ids must be in \[0, vocab_size=300\), got 300$"):
+        generate(tiny_gpt().eval(), [1], SamplingParams(stop_token_ids=[5, 300]))

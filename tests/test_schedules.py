@@ -247,3 +247,44 @@ def test_suggest_lr_worked_numbers():
     assert suggest_lr([1e-3, 1e-2, 1e-1, 1.0, 10.0], dip, window=1, method="min_div_10") == 1e-2
     assert suggest_lr([1e-3, 1e-2, 1e-1, 1.0, 10.0], dip, method="min_div_10") == 1e-4
     assert suggest_lr([1e-3, 1e-2, 1e-1, 1.0], [4.0, 3.0, math.nan, 1.0], window=1) == 1e-2  # NaN dropped
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(start_lr=0.0), r"^start_lr must be a positive number, got 0.0$"),
+    (dict(start_lr="1e-3"), r"^start_lr must be a positive number, got '1e-3'$"),
+    (dict(start_lr=1e-3, end_lr=1e-3), r"^end_lr must be a number > start_lr=0.001, got 0.001$"),
+    (dict(end_lr=None), r"^end_lr must be a number > start_lr=1e-06, got None$"),
+    (dict(steps=1), r"^steps must be an int >= 2, got 1$"),
+    (dict(steps=10.0), r"^steps must be an int >= 2, got 10.0$"),
+    (dict(stop_factor=1.0), r"^stop_factor must be a number > 1, got 1.0$"),
+])
+def test_lr_range_test_names_bad_arguments(tiny_gpt, kwargs, match):
+    data = TokenSplits(*(torch.arange(200) % 50,) * 3)
+    with pytest.raises(ValueError, match=match):
+        lr_range_test(tiny_gpt(), data, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(total_steps=0), r"^total_steps must be an int >= 1, got 0$"),
+    (dict(step=-1), r"^step must be an int >= 0, got -1$"),
+    (dict(base_lr=0.0), r"^base_lr must be a finite positive number, got 0.0$"),
+    (dict(base_lr=math.inf), r"^base_lr must be a finite positive number, got inf$"),
+    (dict(base_lr=True), r"^base_lr must be a finite positive number, got True$"),
+    (dict(min_lr_ratio=1.5), r"^min_lr_ratio must be a number in \[0, 1\], got 1.5$"),
+    (dict(min_lr_ratio=-0.1), r"^min_lr_ratio must be a number in \[0, 1\], got -0.1$"),
+    (dict(min_lr_ratio=False), r"^min_lr_ratio must be a number in \[0, 1\], got False$"),
+    (dict(schedule="exp"), r"^schedule must be one of constant, step, linear, cosine, warmup_cosine, one_cycle, "
+                           r"got 'exp'$"),
+    (dict(schedule="warmup_cosine", warmup_steps=100), r"^warmup_steps must be < total_steps=100, got 100$"),
+])
+def test_schedules_name_bad_arguments(kwargs, match):
+    args = dict(step=0, total_steps=100, base_lr=0.1, schedule="cosine") | kwargs
+    with pytest.raises(ValueError, match=match):
+        lr_at(**args)
+
+
+def test_suggest_lr_names_both_lengths():
+    with pytest.raises(ValueError, match=r"^lrs and losses must have the same length >= 3, got 2 and 2$"):
+        suggest_lr([1e-3, 1e-2], [2.0, 1.0])
+    with pytest.raises(ValueError, match=r"^lrs and losses must have the same length >= 3, got 3 and 2$"):
+        suggest_lr([1e-3, 1e-2, 1e-1], [2.0, 1.0])

@@ -46,7 +46,10 @@ def test_training_lowers_the_loss_and_fills_the_history(tiny_gpt):
     assert hist.eval_step == [10, 20, 30] and hist.val_loss[-1] < hist.val_loss[0]
     assert hist.best_val_loss == min(hist.val_loss) and hist.best_step in hist.eval_step
     assert hist.tokens_seen == 30 * 8 * 16 and all(t > 0 for t in hist.tokens_per_s)
-    assert hist.peak_memory_bytes > 4 * model.num_parameters() and hist.memory_source.startswith("estimate")
+    # on the CPU: fp32 weights, gradients and AdamW's two moments (4 bytes each per parameter), plus the
+    # activations saved for one micro-batch, which hold at least its logits (B=8, T=16, V=50, fp32)
+    activations = hist.peak_memory_bytes - 16 * model.num_parameters()
+    assert 8 * 16 * 50 * 4 <= activations < 100 * 8 * 16 * 50 * 4 and hist.memory_source.startswith("estimate")
     assert model.training, "train() leaves the model in train mode"
     rows = hist.to_rows()
     assert rows[9]["val_loss"] == hist.val_loss[0] and rows[0]["val_loss"] is None
@@ -308,3 +311,90 @@ def test_the_optimiser_uses_the_schedule_at_every_step(monkeypatch, tiny_gpt, sc
         want = [base * (1.0 if s < 6 else 0.1 if s < 9 else 0.01) for s in range(steps)]
     assert [groups[0] for groups in used] == pytest.approx(want, rel=1e-12)
     assert hist.lr == pytest.approx(want, rel=1e-12), "the History records the LR that was used"
+
+
+def test_memory_estimate_counts_one_micro_batch_of_activations(tiny_gpt):
+    """Accumulation keeps one micro-batch in memory at a time: 4 micro-batches of 4 windows need the
+    activations of 4 windows, not 16, and a batch twice as large needs about twice the activations."""
+    runs = {}
+    for batch, accum in ((4, 1), (4, 4), (8, 1)):
+        model = tiny_gpt()
+        hist = train(model, _pattern_data(), _config(steps=1, batch_size=batch, grad_accum=accum, eval_every=None))
+        runs[batch, accum] = hist.peak_memory_bytes - 16 * model.num_parameters()
+    # (not exactly equal: the count is of distinct storages, and which coincide depends on the windows drawn)
+    assert runs[4, 4] == pytest.approx(runs[4, 1], rel=0.05) and runs[4, 1] > 0
+    assert 1.5 * runs[4, 1] < runs[8, 1] < 2.5 * runs[4, 1]
+
+
+def test_history_worked_numbers():
+    h = History(step=list(range(1, 21)), train_loss=[float(i) for i in range(20)], lr=[0.1] * 20, grad_norm=[1.0] * 20,
+                tokens_per_s=[1000.0, 5.0, 1.0, 3.0, 2.0, 4.0] + [3.0] * 14, eval_step=[10, 20], val_loss=[2.5, 2.0],
+                tokens_seen=640, seconds=1.5, best_val_loss=2.0, best_step=20, peak_memory_bytes=7)
+    assert h.final_train_loss == sum(range(10, 20)) / 10  # the mean of the last ten steps
+    assert h.final_val_loss == 2.0
+    s = h.summary()
+    assert s["tokens_per_s"] == 3.0  # the median without the first step (warm-up)
+    assert s == {"final_train_loss": 14.5, "final_val_loss": 2.0, "best_val_loss": 2.0, "best_step": 20,
+                 "diverged": False, "stopped_early": False, "steps_run": 20, "tokens_seen": 640, "tokens_per_s": 3.0,
+                 "seconds": 1.5, "peak_memory_bytes": 7}
+    rows = h.to_rows()
+    assert len(rows) == 20 and rows[9] == {"step": 10, "train_loss": 9.0, "lr": 0.1, "grad_norm": 1.0,
+                                           "tokens_per_s": 3.0, "val_loss": 2.5}
+    assert [r["val_loss"] for r in rows].count(None) == 18
+    assert math.isnan(History(train_loss=[1.0]).final_val_loss)  # never evaluated
+    assert History().final_train_loss == math.inf and math.isnan(History().summary()["tokens_per_s"])
+    gone = History(train_loss=[1.0], val_loss=[1.0], diverged=True)
+    assert gone.final_train_loss == math.inf and gone.final_val_loss == math.inf
+    assert History(tokens_per_s=[7.0]).summary()["tokens_per_s"] == 7.0  # one step: that step
+
+
+def test_accumulation_needs_equal_parts(tiny_gpt):
+    x = torch.zeros(6, 16, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"^the batch of 6 windows must split into grad_accum=4 equal parts$"):
+        accumulate_gradients(tiny_gpt(), x, x, grad_accum=4)
+
+
+def test_evaluation_uses_its_own_batch_size_windows_and_seed(tiny_gpt):
+    """The validation loss after the last step is the loss on the fixed windows of eval_seed (default:
+    seed + 1), eval_batches batches of eval_batch_size (default: batch_size) windows of block_size."""
+    data = _pattern_data()
+    for kw, (bs, seed) in ((dict(), (8, 1)), (dict(eval_batch_size=3, eval_seed=7, seed=2), (3, 7))):
+        model = tiny_gpt(dropout=0.1)
+        hist = train(model, data, _config(steps=4, eval_every=4, eval_batches=3, block_size=12, **kw))
+        assert hist.eval_step == [4] and hist.tokens_per_step == 8 * 12 and hist.tokens_seen == 4 * 8 * 12
+        assert hist.val_loss[-1] == pytest.approx(loss_on_fixed_windows(model, data.val, bs, 12, 3, seed), rel=1e-6)
+
+
+def test_grad_clip_zero_means_off_and_no_eval_means_none(tiny_gpt):
+    a, b = tiny_gpt(), tiny_gpt()
+    ha = train(a, _pattern_data(), _config(steps=3, grad_clip=None, eval_every=None))
+    hb = train(b, _pattern_data(), _config(steps=3, grad_clip=0, eval_every=0))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert ha.eval_step == hb.eval_step == [] and math.isnan(hb.final_val_loss)
+    assert hb.message == "finished 3 steps"
+
+
+def test_stop_messages_name_the_step_and_the_reason(tiny_gpt):
+    hist = train(tiny_gpt(), _pattern_data(), _config(), on_eval=lambda step, loss: step >= 20)
+    assert hist.message == "stopped at step 20 by on_eval"
+    up = torch.arange(3000) % 50
+    down = up.flip(0)
+    hist = train(tiny_gpt(), TokenSplits(up, down, down), _config(steps=100, eval_every=5, patience=2))
+    assert hist.message == (f"stopped early at step {hist.step[-1]}: no better validation loss for 2 evaluations "
+                            f"(best {hist.best_val_loss:.4f} at step {hist.best_step}); restored the best weights "
+                            f"(step {hist.best_step})")
+    assert hist.step[-1] == hist.best_step + 10
+
+
+def test_divergence_message_and_factor(tiny_gpt):
+    hist = train(tiny_gpt(), _pattern_data(), _config(lr=50.0, optimizer="sgd", grad_clip=None, steps=40))
+    k, loss = hist.step[-1], hist.train_loss[-1]
+    if math.isfinite(loss):
+        assert hist.message == f"diverged at step {k} (lr 5.00e+01): loss {loss:.4g} > 3 x first loss {hist.train_loss[0]:.3f}"
+        assert all(x <= 3 * hist.train_loss[0] for x in hist.train_loss[:-1])
+    # the step that diverged is recorded but not applied, and its tokens are not counted
+    assert hist.tokens_seen == (k - 1) * 8 * 16 and len(hist.tokens_per_s) == k
+    # a larger factor lets the same run go on for longer
+    later = train(tiny_gpt(), _pattern_data(), _config(lr=50.0, optimizer="sgd", grad_clip=None, steps=40,
+                                                       diverge_factor=1e6))
+    assert len(later.step) >= len(hist.step)

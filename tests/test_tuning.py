@@ -255,7 +255,12 @@ def test_multi_objective_returns_loss_and_cost(tiny_data):
     study.optimize(objective, n_trials=3)
     for t in study.trials:
         assert t.values[1] == t.user_attrs["parameters"] and not t.intermediate_values
-    assert study.best_trials  # the Pareto front is never empty
+    # the Pareto front, worked out from the trials: those no other trial beats in both loss and cost
+    def dominated(t):
+        return any(all(a <= b for a, b in zip(o.values, t.values)) and o.values != t.values for o in study.trials)
+
+    front = {t.number for t in study.trials if not dominated(t)}
+    assert front and {t.number for t in study.best_trials} == front
 
 
 def test_objective_rejects_unknown_or_doubled_names(tiny_data):
@@ -279,7 +284,15 @@ def test_evaluate_on_test_retrains_the_same_model(tiny_data):
     result = tuning.evaluate_on_test(study, objective)
     assert result["number"] == study.best_trial.number
     assert result["val_loss"] == pytest.approx(study.best_value, abs=1e-6)  # seeded: the same model again
-    assert math.isfinite(result["test_loss"])
+    assert math.isfinite(result["test_loss"]) and result["params"] == study.best_trial.params
+    # measured with the retrained model on the test split: a test split equal to the validation split
+    # gives the validation loss again, one whose text runs backwards a higher loss
+    from helpers.data import TokenSplits
+
+    same = tuning.evaluate_on_test(study, _objective(TokenSplits(tiny_data.train, tiny_data.val, tiny_data.val.clone())))
+    assert same["test_loss"] == pytest.approx(same["val_loss"], abs=1e-6)
+    backwards = TokenSplits(tiny_data.train, tiny_data.val, tiny_data.val.flip(0))
+    assert tuning.evaluate_on_test(study, _objective(backwards))["test_loss"] > result["val_loss"] + 0.3
 
 
 def test_plots_draw_from_plain_data():
@@ -302,6 +315,35 @@ def test_plots_draw_from_plain_data():
     ]
     for fig in figs:
         assert isinstance(fig, matplotlib.figure.Figure) and fig.axes
+
+    def labelled(ax):
+        return {ln.get_label(): (list(ln.get_xdata()), list(ln.get_ydata()))
+                for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+
+    def scattered(ax):
+        return [[list(map(float, p)) for p in c.get_offsets()] for c in ax.collections if len(c.get_offsets())]
+
+    # grid and random side by side: every trial drawn, the titles count the distinct x values
+    grid_ax, random_ax = figs[0].axes[:2]
+    assert [list(map(list, pts))] == scattered(grid_ax) and [list(map(list, pts[::-1]))] == scattered(random_ax)
+    assert "3 distinct x" in grid_ax.get_title() and any("0.37" in k for k in labelled(grid_ax))
+    # best so far: a single run as is, several runs as the mean of their running minima
+    best = labelled(figs[1].axes[0])
+    assert best["random"][1] == [3.0, 2.0, 2.0]
+    assert best["tpe"][1] == pytest.approx([(3.0 + 2.5) / 2, (1.5 + 2.5) / 2, (1.0 + 1.2) / 2])
+    curves = [ln for ln in figs[2].axes[0].get_lines() if len(ln.get_xdata())]
+    assert any(list(ln.get_ydata()) == [3.0, 2.5] for ln in curves) and any(list(ln.get_ydata()) == [4.0] for ln in curves)
+    # importances: one bar per parameter, its length the importance, labelled with the name
+    assert {t.get_text() for t in figs[3].axes[0].get_yticklabels()} == {"lr", "dropout"}
+    assert sorted(p.get_width() for p in figs[3].axes[0].patches) == pytest.approx([0.3, 0.7])
+    sl = figs[4].axes[0]
+    assert scattered(sl) == [[[1e-3, 2.0], [1e-2, 1.5]]] and sl.get_xscale() == "log" and sl.get_xlabel() == "lr"
+    vt = figs[5].axes[0]
+    assert [[1.0, 1.2], [1.1, 1.1]] in scattered(vt) and [[1.0, 1.2]] in scattered(vt)  # the chosen trial marked
+    pareto = figs[6].axes[0]
+    assert labelled(pareto)["Pareto front"] == ([1.0, 1.2], [100.0, 50.0]) and pareto.get_yscale() == "log"
+    assert scattered(pareto) == [[[1.0, 100.0], [1.2, 50.0], [1.3, 80.0]]]
+    for fig in figs:
         plt.close(fig)
 
 

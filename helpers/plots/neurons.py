@@ -10,6 +10,7 @@ import torch
 from matplotlib.figure import Figure
 
 from helpers.neurons import ACTIVATIONS, boundary_segment
+from helpers.plots.style import MAX_WIDTH_IN, finish
 
 _BOX = (-1.0, 4.0, -1.0, 4.0)
 
@@ -18,7 +19,8 @@ def plot_decision_boundary(x: torch.Tensor, y: torch.Tensor, w: Sequence[float],
                            box: tuple[float, float, float, float] = _BOX, title: str | None = None,
                            ax: plt.Axes | None = None) -> Figure:
     """Points coloured by label, the neuron's boundary ``w·x + b = 0`` and the side where it fires."""
-    fig, ax = (plt.subplots(figsize=(4.5, 4.5)) if ax is None else (ax.figure, ax))
+    own = ax is None
+    fig, ax = (plt.subplots(figsize=(4.5, 4.5)) if own else (ax.figure, ax))
     x0min, x0max, x1min, x1max = box
     g0, g1 = np.meshgrid(np.linspace(x0min, x0max, 200), np.linspace(x1min, x1max, 200))
     fires = (float(w[0]) * g0 + float(w[1]) * g1 + float(b)) > 0
@@ -36,21 +38,22 @@ def plot_decision_boundary(x: torch.Tensor, y: torch.Tensor, w: Sequence[float],
     ax.set(xlim=(x0min, x0max), ylim=(x1min, x1max), xlabel="input x0", ylabel="input x1",
            title=title or f"w = ({float(w[0]):.2f}, {float(w[1]):.2f}), b = {float(b):.2f}")
     ax.set_aspect("equal")
-    ax.legend(loc="upper left", fontsize=7)
-    return fig
+    ax.legend(loc="upper left", fontsize=8)
+    return finish(fig, f"{ax.get_title()}: {int((ys == 0).sum())} points of class 0 and {int((ys == 1).sum())} of "
+                       f"class 1 in the plane of the two inputs, the neuron's boundary line and the side where it "
+                       "fires shaded red", layout=False)
 
 
 def plot_activations(names: Sequence[str] = ("step", "sigmoid", "tanh", "relu")) -> Figure:
     """The activation functions side by side on z in [-4, 4]."""
     z = torch.linspace(-4, 4, 401)
-    fig, axes = plt.subplots(1, len(names), figsize=(3 * len(names), 2.6), sharex=True)
+    fig, axes = plt.subplots(1, len(names), figsize=(min(2.4 * len(names), MAX_WIDTH_IN), 2.6), sharex=True)
     for ax, name in zip(np.atleast_1d(axes), names):
         ax.plot(z, ACTIVATIONS[name](z))
         ax.axhline(0, color="grey", lw=0.5)
         ax.axvline(0, color="grey", lw=0.5)
         ax.set(title=name, xlabel="z = w·x + b")
-    fig.tight_layout()
-    return fig
+    return finish(fig, f"The activation functions {', '.join(names)} plotted for z from -4 to 4")
 
 
 def plot_loss_landscape(ws: Sequence[float], bs: Sequence[float], surface: torch.Tensor,
@@ -64,21 +67,24 @@ def plot_loss_landscape(ws: Sequence[float], bs: Sequence[float], surface: torch
         pw, pb = [r["w"] for r in path], [r["b"] for r in path]
         ax.plot(pw, pb, "o-", color="tab:red", ms=3, lw=1, label="gradient descent")
         ax.plot(pw[0], pb[0], "s", color="tab:red", ms=7, label="start")
-        ax.legend(fontsize=8)
+        ax.legend()
     ax.set(xlabel="weight w", ylabel="bias b", title=title)
-    return fig
+    i = int(surface.argmin())
+    best = f"; the lowest loss {float(surface.min()):.3g} is near w = {float(ws[i % len(ws)]):.2f}, b = {float(bs[i // len(ws)]):.2f}"
+    steps = f"; gradient descent takes {len(path) - 1} steps from w = {path[0]['w']:.2f}, b = {path[0]['b']:.2f}" if path else ""
+    return finish(fig, f"{title}: contour plot of the loss over weight w and bias b{best}{steps}", layout=False)
 
 
 def plot_descent(rows: Sequence[Mapping[str, float]]) -> Figure:
     """Loss, weight and bias against the step of a gradient-descent run."""
     steps = [r["step"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(11, 2.8))
+    fig, axes = plt.subplots(1, 3, figsize=(MAX_WIDTH_IN, 2.8))
     for ax, key in zip(axes, ("loss", "w", "b")):
         ax.plot(steps, [r[key] for r in rows], ".-")
         ax.set(xlabel="step", title=key)
     axes[0].set_yscale("log")
-    fig.tight_layout()
-    return fig
+    return finish(fig, f"Loss (log scale), weight and bias against the step of gradient descent: after {steps[-1]} "
+                       f"steps loss {rows[-1]['loss']:.3g}, w = {rows[-1]['w']:.3f}, b = {rows[-1]['b']:.3f}")
 
 
 def plot_parameter_histograms(groups: Mapping[str, torch.Tensor], bins: int = 60) -> Figure:
@@ -86,16 +92,16 @@ def plot_parameter_histograms(groups: Mapping[str, torch.Tensor], bins: int = 60
     n = len(groups)
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(min(3.0 * cols, MAX_WIDTH_IN), 2.8 * rows), squeeze=False)
     for ax, (name, values) in zip(axes.flat, groups.items()):
         v = values.detach().float().flatten().cpu().numpy()
         ax.hist(v, bins=bins, color="tab:blue")
         ax.set_yscale("log")
-        ax.set(title=f"{name}  ({v.size:,} values)", xlabel="value")
+        ax.set(title=f"{name}\n({v.size:,} values)", xlabel="value")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.tight_layout()
-    return fig
+    return finish(fig, "Histograms (log counts) of the parameter values of " + ", ".join(
+        f"{name} ({v.numel():,} values, from {float(v.min()):.2g} to {float(v.max()):.2g})" for name, v in groups.items()))
 
 
 def plot_curve(xs: Sequence[float], ys: Sequence[float], xlabel: str = "", ylabel: str = "", title: str = "",
@@ -108,19 +114,20 @@ def plot_curve(xs: Sequence[float], ys: Sequence[float], xlabel: str = "", ylabe
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
-    fig.tight_layout()
-    return fig
+    xs, ys = list(xs), list(ys)
+    return finish(fig, f"{title}: line chart of {ylabel} against {xlabel}, from {ys[0]:.3g} at {xs[0]:.3g} to "
+                       f"{ys[-1]:.3g} at {xs[-1]:.3g}")
 
 
 def plot_parameter_trajectories(history: Mapping[str, Sequence[torch.Tensor]], losses: Sequence[float]) -> Figure:
     """Every parameter's value against the step (one panel per tensor), and the loss."""
     n = len(history) + 1
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 2.9))
+    fig, axes = plt.subplots(1, n, figsize=(min(2.8 * n, MAX_WIDTH_IN), 2.9))
     for ax, (name, snapshots) in zip(axes, history.items()):
         values = torch.stack([s.flatten() for s in snapshots]).numpy()  # (steps, numbers in the tensor)
         ax.plot(values, lw=1.2)
         ax.set(title=name, xlabel="step")
     axes[-1].plot(losses, color="k")
     axes[-1].set(title="loss", xlabel="step", yscale="log")
-    fig.tight_layout()
-    return fig
+    return finish(fig, f"The values of {', '.join(history)} against the step, and the loss (log scale) falling "
+                       f"from {losses[0]:.3g} to {losses[-1]:.3g}")

@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from helpers.plots.style import MAX_WIDTH_IN, finish
+
 Point = tuple[float, float]
 
 
@@ -19,7 +21,7 @@ def plot_grid_vs_random(grid: Sequence[Point], rand: Sequence[Point], x_opt: flo
     The projection onto the important axis (x) is what matters: a grid of n x n points tries only
     n distinct values there, random search as many as it has trials.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(MAX_WIDTH_IN, 4.6), sharey=True)
     for ax, (name, pts) in zip(axes, (("grid", grid), ("random", rand))):
         xs, ys = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
         if contour is not None:
@@ -30,12 +32,15 @@ def plot_grid_vs_random(grid: Sequence[Point], rand: Sequence[Point], x_opt: flo
         ax.plot(np.full_like(ys, -0.06), ys, "_", color="tab:gray", ms=14, mew=2, clip_on=False)
         if x_opt is not None:
             ax.axvline(x_opt, color="k", ls="--", lw=1, label=f"best x = {x_opt:.2f}")
-            ax.legend(loc="upper right", fontsize=8)
         ax.set(xlim=(-0.1, 1.02), ylim=(-0.1, 1.02), xlabel="x (important)",
                title=f"{name}: {len(pts)} trials, {len(set(xs.round(9)))} distinct x values")
     axes[0].set_ylabel("y (hardly matters)")
-    fig.tight_layout()
-    return fig
+    if x_opt is not None:  # beside the panels: a grid has trials in every corner
+        axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    counts = [len(set(np.round([p[0] for p in pts], 9))) for pts in (grid, rand)]
+    return finish(fig, f"Trials of grid search ({len(grid)}) and random search ({len(rand)}) in the plane of an "
+                       f"important x and an unimportant y: the grid tries {counts[0]} distinct x values, random search "
+                       f"{counts[1]}")
 
 
 def plot_best_so_far(curves: Mapping[str, Sequence[float] | Sequence[Sequence[float]]], ylabel: str = "best validation loss so far",
@@ -53,8 +58,12 @@ def plot_best_so_far(curves: Mapping[str, Sequence[float] | Sequence[Sequence[fl
     ax.set(xlabel="trials", ylabel=ylabel, title=title)
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    ends = []
+    for name, runs in curves.items():
+        arr = np.array(runs, dtype=float)
+        arr = arr[None, :] if arr.ndim == 1 else arr
+        ends.append(f"{name} ends at a median {float(np.nanmedian(arr[:, -1])):.3f}")
+    return finish(fig, f"{title}: {ylabel} against the number of trials; " + ", ".join(ends))
 
 
 def plot_learning_curves(curves: Sequence[tuple[Sequence[int], Sequence[float], bool]],
@@ -72,8 +81,9 @@ def plot_learning_curves(curves: Sequence[tuple[Sequence[int], Sequence[float], 
     ax.set(xlabel="training step", ylabel="validation loss", title=title)
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    pruned = sum(1 for c in curves if c[2])
+    return finish(fig, f"{title}: validation loss against the training step for {len(curves)} trials, "
+                       f"{pruned} of them pruned")
 
 
 def plot_importances(importances: Mapping[str, float], title: str = "Hyperparameter importance") -> Figure:
@@ -84,8 +94,7 @@ def plot_importances(importances: Mapping[str, float], title: str = "Hyperparame
     for i, (_, v) in enumerate(items):
         ax.text(v, i, f" {v:.2f}", va="center", fontsize=9)
     ax.set(xlabel="importance (sums to 1)", title=title, xlim=(0, max(v for _, v in items) * 1.2 or 1))
-    fig.tight_layout()
-    return fig
+    return finish(fig, f"{title}: horizontal bars, " + ", ".join(f"{k} {v:.2f}" for k, v in reversed(items)))
 
 
 def plot_param_slice(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], name: str, log: bool = True,
@@ -101,8 +110,9 @@ def plot_param_slice(series: Mapping[str, tuple[Sequence[float], Sequence[float]
     ax.set(xlabel=name, ylabel=ylabel, title=f"Loss against {name}")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return finish(fig, f"Scatter plot of {ylabel} against {name} for " + ", ".join(
+        f"{label} ({len(xs)} trials)" for label, (xs, _) in series.items())
+        + (f"; the narrow search space from {span[0]:.2g} to {span[1]:.2g} shaded" if span is not None else ""))
 
 
 def plot_val_vs_test(val: Sequence[float], test: Sequence[float], chosen: int | None = None) -> Figure:
@@ -114,9 +124,10 @@ def plot_val_vs_test(val: Sequence[float], test: Sequence[float], chosen: int | 
     if chosen is not None:
         ax.scatter([val[chosen]], [test[chosen]], s=120, marker="*", color="tab:red", zorder=3, label="best on validation")
     ax.set(xlabel="validation loss", ylabel="test loss", title="Validation vs. test loss")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    ax.legend()
+    won = f"; the trial best on validation has test loss {test[chosen]:.3f}" if chosen is not None else ""
+    return finish(fig, f"Scatter plot of test loss against validation loss for {len(val)} trials, with the line "
+                       f"where they are equal{won}")
 
 
 def plot_pareto(points: Sequence[Point], front: Sequence[Point], xlabel: str = "validation loss",
@@ -131,5 +142,5 @@ def plot_pareto(points: Sequence[Point], front: Sequence[Point], xlabel: str = "
     ax.set(xlabel=xlabel, ylabel=ylabel, title="Quality vs. cost")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return finish(fig, f"Scatter plot of {ylabel} against {xlabel} for {len(points)} trials; the Pareto front of "
+                       f"{len(front)} trials: " + ", ".join(f"{p[0]:.3g} at {p[1]:.3g}" for p in f))

@@ -12,6 +12,7 @@ Torch and the trainer are imported lazily, so a worker with a synthetic objectiv
 a second.
 """
 
+from helpers.tuning.hardware import corner_memory, fit_batch_size, step_memory
 from helpers.tuning.objective import (
     _COSTS,
     _MODEL_KEYS,
@@ -46,7 +47,7 @@ from helpers.tuning.worker import (
 __all__ = [
     "FINISHED", "GPT_WORKER_SPACE", "HAS_CMAES", "PARAM_TYPES", "QUADRATIC_SPACE", "GPTObjective",
     "_COSTS", "_MODEL_KEYS", "_OverBudget", "_SLOT_STATES", "_gpt_worker_objective", "_suggest_one",
-    "best_so_far", "edge_params", "evaluate_on_test", "gpt_objective", "grid_axes", "main", "make_pruner",
+    "best_so_far", "corner_memory", "edge_params", "fit_batch_size", "evaluate_on_test", "gpt_objective", "grid_axes", "main", "make_pruner",
     "make_sampler", "make_storage", "mask_url", "storage_url", "STORAGE_ENV", "one_axis_loss", "pruning_savings", "quadratic_objective", "refine_space",
-    "run_worker", "suggest", "trial_rows", "validate_space", "warm_start", "write_csv",
+    "run_worker", "step_memory", "suggest", "trial_rows", "validate_space", "warm_start", "write_csv",
 ]
