@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 #: module name -> (the code mutated, the test files that cover it)
 MODULES: dict[str, tuple[str, list[str]]] = {
     "schedules": ("helpers/schedules.py", ["tests/test_schedules.py"]),
-    "quantize": ("helpers/quantize.py", ["tests/test_quantize.py", "tests/test_quantize_paths.py"]),
+    "quantize": ("helpers/quantize.py", ["tests/test_quantize.py", "tests/test_quantize_paths.py",
+                                      "tests/test_quantize_lowbit.py"]),
     "lora": ("helpers/lora.py", ["tests/test_lora.py", "tests/test_lora_peft.py", "tests/test_lora_state.py"]),
     "tokenizer": ("helpers/tokenizer.py", ["tests/test_tokenizer.py"]),
     "checkpoints": ("helpers/checkpoints.py", ["tests/test_checkpoints.py"]),

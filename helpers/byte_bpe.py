@@ -76,7 +76,47 @@ def gpt2_split_pattern() -> re.Pattern:
     )
 
 
-class ByteLevelBPE:
+class TokenStrings:
+    """Decoding shared by the byte-level tokenizers: ids -> bytes -> text, and a printable form per token.
+
+    A subclass sets ``_pieces`` (the bytes each id stands for, indexed by id) and ``vocab_size``.
+    """
+
+    _pieces: list[bytes]
+    vocab_size: int
+
+    def _check_ids(self, ids: Iterable[int]) -> list[int]:
+        if hasattr(ids, "tolist"):  # a tensor or an array
+            ids = ids.tolist()
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            raise ValueError(f"ids must be a list (or 1-D tensor) of token ids, got {type(ids).__name__}: {ids!r:.40}")
+        ids = list(ids)
+        for i in ids:
+            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < self.vocab_size:
+                raise ValueError(f"token ids must be ints in [0, {self.vocab_size}), got {i!r}")
+        return ids
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The bytes that ``ids`` stand for (a partial UTF-8 character stays partial)."""
+        pieces = self._pieces
+        return b"".join(pieces[i] for i in self._check_ids(ids))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of ``ids`` (special tokens as their text); incomplete UTF-8 sequences become U+FFFD."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def token_str(self, token_id: int) -> str:
+        """A printable form of one token, for looking at tokens: "\\n" for a newline, "\\xc3" for a
+        byte that is only part of a character. Spaces are kept (" cat" starts with a space)."""
+        text = self.decode_bytes([token_id]).decode("utf-8", errors="backslashreplace")
+        return text.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+
+    def tokens(self, text: str) -> list[str]:
+        """``text`` cut into its tokens' printable forms (see ``token_str``)."""
+        return [self.token_str(i) for i in self.encode(text)]  # type: ignore[attr-defined]
+
+
+class ByteLevelBPE(TokenStrings):
     """A pretrained byte-level BPE tokenizer: ``encode``, ``decode``, ``decode_bytes``, ``eot_id``, ``vocab_size``.
 
     ``tokens[i]`` (kept as ``id_to_token``) is token i in the byte alphabet; ``merges`` are ``"a b"`` pairs, most important first;
@@ -179,33 +219,6 @@ class ByteLevelBPE:
                 pos = m.end()
         self._encode_plain(text[pos:], out)
         return out
-
-    def _check_ids(self, ids: Iterable[int]) -> list[int]:
-        if hasattr(ids, "tolist"):
-            ids = ids.tolist()
-        ids = list(ids)
-        for i in ids:
-            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < self.vocab_size:
-                raise ValueError(f"token ids must be ints in [0, {self.vocab_size}), got {i!r}")
-        return ids
-
-    def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        """The bytes ``ids`` stand for (a partial UTF-8 character stays partial)."""
-        pieces = self._pieces
-        return b"".join(pieces[i] for i in self._check_ids(ids))
-
-    def decode(self, ids: Iterable[int]) -> str:
-        """Text of ``ids`` (control tokens as their text); incomplete UTF-8 sequences become U+FFFD."""
-        return self.decode_bytes(ids).decode("utf-8", errors="replace")
-
-    def token_str(self, token_id: int) -> str:
-        """A printable form of one token: "\\n" for a newline, "\\xc3" for part of a character."""
-        text = self.decode_bytes([token_id]).decode("utf-8", errors="backslashreplace")
-        return text.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
-
-    def tokens(self, text: str) -> list[str]:
-        """``text`` cut into its tokens' printable forms (see ``token_str``)."""
-        return [self.token_str(i) for i in self.encode(text)]
 
     def __repr__(self) -> str:
         return (f"ByteLevelBPE(vocab_size={self.vocab_size}, merges={len(self._ranks)}, "

@@ -17,9 +17,10 @@ import os
 import re
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from helpers.byte_bpe import TokenStrings
 from helpers.corpus import STORY_SEPARATOR
 
 EOT_TEXT = "<|endoftext|>"
@@ -112,8 +113,11 @@ def _merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     return out
 
 
-class BPETokenizer:
-    """Byte-level BPE: ids 0..255 are bytes, then one id per merge, then the end-of-text token."""
+class BPETokenizer(TokenStrings):
+    """Byte-level BPE: ids 0..255 are bytes, then one id per merge, then the end-of-text token.
+
+    ``decode``, ``decode_bytes``, ``token_str`` and ``tokens`` come from ``TokenStrings``.
+    """
 
     def __init__(self, merges: Sequence[tuple[int, int]], pattern: str = PATTERN):
         self.merges: list[tuple[int, int]] = [(int(a), int(b)) for a, b in merges]
@@ -241,37 +245,6 @@ class BPETokenizer:
                 out.extend(self.encode(story))
                 out.append(self.eot_id)
         return out
-
-    def _check_ids(self, ids: Iterable[int]) -> list[int]:
-        if hasattr(ids, "tolist"):  # a tensor or an array
-            ids = ids.tolist()
-        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
-            raise ValueError(f"ids must be a list (or 1-D tensor) of token ids, got {type(ids).__name__}: {ids!r:.40}")
-        ids = list(ids)
-        for i in ids:
-            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < self.vocab_size:
-                raise ValueError(f"token ids must be ints in [0, {self.vocab_size}), got {i!r}")
-        return ids
-
-    def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        """The bytes that ``ids`` stand for (a partial UTF-8 character stays partial)."""
-        pieces = self._pieces
-        return b"".join(pieces[i] for i in self._check_ids(ids))
-
-    def decode(self, ids: Iterable[int]) -> str:
-        """Text of ``ids``; incomplete UTF-8 sequences become U+FFFD, end-of-text "<|endoftext|>"."""
-        return self.decode_bytes(ids).decode("utf-8", errors="replace")
-
-    def token_str(self, token_id: int) -> str:
-        """A printable form of one token, for looking at tokens: "\\n" for a newline, "\\xc3" for a
-        byte that is only part of a character. Spaces are kept (" cat" starts with a space)."""
-        piece = self.decode_bytes([token_id])
-        text = piece.decode("utf-8", errors="backslashreplace")
-        return text.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
-
-    def tokens(self, text: str) -> list[str]:
-        """``text`` cut into its tokens' printable forms (see ``token_str``)."""
-        return [self.token_str(i) for i in self.encode(text)]
 
     def __repr__(self) -> str:
         return f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, eot_id={self.eot_id})"

@@ -170,6 +170,8 @@ def test_swap_two_adapters_on_one_base(tiny_gpt):
     load_lora_state_dict(model, second)
     torch.testing.assert_close(model(x).detach(), out2, atol=0, rtol=0)
     n_bytes = sum(t.numel() * t.element_size() for t in first.values())
+    # per block, float32: c_attn A (4, 32) + B (96, 4), c_fc A (4, 32) + B (128, 4), two scalar scalings
+    assert n_bytes == CFG.n_layer * 4 * (4 * (32 + 96) + 4 * (32 + 128) + 2)
     assert n_bytes < 0.15 * sum(p.numel() * 4 for p in tiny_gpt().eval().parameters())
     merge_lora(model)
     with pytest.raises(ValueError, match="unmerge_lora"):
@@ -297,3 +299,96 @@ def test_load_rejects_non_finite_adapters_and_changes_nothing(tiny_gpt):
             load_lora_state_dict(model, bad)
         after = lora_state_dict(model)
         assert all(torch.equal(after[k], before[k]) for k in before)
+
+
+def test_error_messages_in_full(tiny_gpt):
+    """Each refusal says what is wrong and what to call instead, in these words."""
+    def raises(message, call, *args, **kwargs):
+        with pytest.raises(ValueError) as err:
+            call(*args, **kwargs)
+        assert str(err.value) == message
+
+    model = tiny_gpt().eval()
+    raises("model has no LoRA layers; call apply_lora(model, ...) first", merge_lora, model)
+    raises("targets must be a non-empty list of layer names, got ['']", apply_lora, model, targets=[""])
+    raises("targets: 'q_proj' matches no linear layer; try names like ['c_attn', 'c_fc', 'c_proj', 'lm_head'] "
+           "or 'attn', 'mlp'", matching_layers, model, "q_proj")
+    raises("dropout must be a number in [0, 1), got '0.1'", apply_lora, model, dropout="0.1")
+    raises("base must be a linear layer (in_features/out_features), got LayerNorm", LoRALinear, nn.LayerNorm(4), 2, 4.0)
+    apply_lora(model, rank=2, alpha=4, targets="h.0.attn.c_attn")  # one layer only
+    raises("model already has LoRA layers; call remove_lora(model) first", apply_lora, model)
+    raises("model is not merged (merged=False); there is nothing to unmerge", unmerge_lora, model)
+    merge_lora(model)
+    raises("model is already merged (transformer.h.0.attn.c_attn has merged=True); call unmerge_lora first",
+           merge_lora, model)
+    quantised = quantize_model(tiny_gpt().eval(), bits=8)
+    layer = LoRALinear(quantised.transformer.h[0].attn.c_attn, 2, 4.0)
+    raises("cannot merge into a QuantLinear base layer; merging needs a float weight "
+           "(a quantised base keeps its adapter separate)", layer.merge)
+
+
+def test_what_counts_as_a_linear_layer():
+    """A layer with both in_features and out_features counts; one with only one of them, or an
+    adapter itself (its base is what gets adapted), does not."""
+    class HalfLinear(nn.Module):
+        in_features = 4  # no out_features
+
+        def forward(self, x):
+            return x
+
+    for base in (HalfLinear(), LoRALinear(nn.Linear(4, 3), 2, 4.0)):
+        with pytest.raises(ValueError, match="base must be a linear layer"):
+            LoRALinear(base, 2, 4.0)
+    with pytest.raises(ValueError, match="matches no linear layer"):
+        matching_layers(nn.Sequential(HalfLinear()), "0")
+
+    class Summing(nn.Module):  # a linear map without any tensor of its own: the adapter goes on the default device
+        in_features, out_features = 4, 1
+
+        def forward(self, x):
+            return x.sum(-1, keepdim=True)
+
+    layer = LoRALinear(Summing(), 2, 4.0)
+    assert layer.lora_A.shape == (2, 4) and layer(torch.ones(3, 4)).shape == (3, 1)
+
+
+def test_layers_inside_an_adapter_are_not_targets(tiny_gpt):
+    """Once a layer is wrapped, its frozen base is no target: not at the top of the model, nor deeper."""
+    shallow = nn.Sequential(LoRALinear(nn.Linear(4, 4), 2, 4.0), nn.Linear(4, 4))
+    assert matching_layers(shallow, "1") == ["1"]
+    with pytest.raises(ValueError, match="'base' matches no linear layer; try names like \\['1'\\]"):
+        matching_layers(shallow, "base")  # "0.base" is inside the adapter
+    model = apply_lora(tiny_gpt().eval(), rank=2, alpha=4, targets="c_attn")
+    with pytest.raises(ValueError, match="'c_attn' matches no linear layer"):
+        matching_layers(model, "c_attn")
+    assert matching_layers(model, "attn") == [f"transformer.h.{i}.attn.c_proj" for i in range(CFG.n_layer)]
+
+
+def test_a_new_layer_defaults_to_no_dropout_and_lives_beside_its_base():
+    layer = LoRALinear(nn.Linear(4, 3, device="meta"), 2, 4.0)
+    assert isinstance(layer.dropout, nn.Identity) and layer.merged is False
+    assert layer.lora_A.device.type == "meta" and layer.lora_B.device.type == "meta"
+    assert "rank=2, alpha=4, scaling=2, merged=False" in repr(layer)
+
+
+def test_merging_unties_only_the_shared_weight(tiny_gpt):
+    """Merging writes into each untied base weight in place (no copy); the tied lm_head gets its own
+    frozen copy. ``remove_lora`` straight from the unmerged state unties as well."""
+    model = apply_lora(tiny_gpt().eval(), rank=2, alpha=4, targets=["c_attn", "lm_head"])
+    _randomise_b(model)
+    c_attn = model.transformer.h[0].attn.c_attn.base.weight
+    merge_lora(model)
+    assert model.transformer.h[0].attn.c_attn.base.weight is c_attn
+    head = model.lm_head.base.weight
+    assert head is not model.transformer.wte.weight and not head.requires_grad
+    assert not any(p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
+
+    model = apply_lora(tiny_gpt().eval(), rank=2, alpha=4, targets="lm_head")
+    _randomise_b(model)
+    wte = model.transformer.wte.weight.clone()
+    x = _idx()
+    with torch.no_grad():
+        adapted = model(x)
+        remove_lora(model)
+        assert torch.equal(model.transformer.wte.weight, wte)
+        torch.testing.assert_close(model(x), adapted, atol=1e-5, rtol=0)

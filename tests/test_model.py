@@ -297,3 +297,37 @@ def test_cuda_bf16_autocast_close_to_fp32():
         ref = model(x)
     assert low.device.type == "cuda"
     torch.testing.assert_close(low, ref, atol=5e-2, rtol=5e-2)
+
+
+def test_config_and_from_hf_refusals_name_the_value():
+    """The promised errors of GPTConfig.from_dict, GPT() and GPT.from_hf, without transformers: a
+    stand-in module carries only the config fields that from_hf reads."""
+    from types import SimpleNamespace
+
+    cfg = GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=1, n_embd=4)
+    assert GPTConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError) as err:
+        GPTConfig.from_dict(cfg.to_dict() | {"n_heads": 2, "rope": True})
+    assert str(err.value) == ("unknown GPTConfig fields ['n_heads', 'rope']; allowed: ['bias', 'block_size', "
+                              "'dropout', 'n_embd', 'n_head', 'n_layer', 'vocab_size']")
+    with pytest.raises(ValueError, match="config must be a GPTConfig, got dict"):
+        GPT(cfg.to_dict())
+    with pytest.raises(ValueError, match="bias must be True or False, got 1"):
+        GPTConfig(bias=1)
+    state = GPT(cfg).state_dict()
+    del state["transformer.wpe.weight"]
+    with pytest.raises(ValueError, match="the Hugging Face state dict has no tensor for 'transformer.wpe.weight'"):
+        GPT.from_hf(state, cfg)
+
+    def stand_in(**fields):
+        module = torch.nn.Linear(1, 1)
+        module.config = SimpleNamespace(n_positions=8, vocab_size=11, n_layer=1, n_head=1, n_embd=4, **fields)
+        return module
+
+    with pytest.raises(ValueError, match="activation_function must be gelu_new or gelu_pytorch_tanh, got 'relu'"):
+        GPT.from_hf(stand_in(activation_function="relu"))
+    for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"):
+        with pytest.raises(ValueError, match="are not GPT-2 defaults"):
+            GPT.from_hf(stand_in(**{flag: True}))
+    with pytest.raises(ValueError, match="has no tensor for 'transformer.wte.weight'"):
+        GPT.from_hf(stand_in(activation_function="gelu_pytorch_tanh"))  # passes the checks, lacks the weights

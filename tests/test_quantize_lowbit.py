@@ -113,3 +113,22 @@ def test_unsupported_bits_are_refused(bits):
         quantize_tensor(torch.randn(2, 8), bits=bits)
     with pytest.raises(ValueError, match="bits"):
         pack_bits(torch.zeros(8, dtype=torch.int32), 4)
+
+
+@pytest.mark.parametrize("bits", [2, 3])
+def test_packing_works_along_the_last_dim_of_any_shape_and_device(bits):
+    """Codes of any number of leading dims pack along the last one; the work stays on the codes' device
+    (the meta device stands in for a GPU: mixing it with a CPU tensor fails as CUDA would)."""
+    g = torch.Generator().manual_seed(bits)
+    for shape in ((13,), (2, 3, 13)):
+        codes = torch.randint(0, 2**bits, shape, generator=g)
+        back = unpack_bits(pack_bits(codes, bits), bits)
+        assert back.shape == (*shape[:-1], 16) and torch.equal(back[..., :13], codes.to(torch.int32))
+    meta = torch.zeros(2, 13, dtype=torch.uint8, device="meta")
+    packed = pack_bits(meta, bits)
+    assert packed.device.type == "meta" and packed.shape == (2, 2 * bits)
+    assert unpack_bits(packed, bits).shape == (2, 16)
+    for call in (pack_bits, unpack_bits):
+        with pytest.raises(ValueError) as err:
+            call(meta, 4)
+        assert str(err.value) == f"bits must be one of (2, 3) for {call.__name__}, got 4"

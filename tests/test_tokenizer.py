@@ -7,6 +7,7 @@ import random
 import re
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -67,17 +68,46 @@ def test_round_trip_random_strings(tok):
         assert tok.decode(tok.encode(text)) == text
 
 
-def test_encode_speed_and_compression(tok, course_text):
+@pytest.fixture(scope="module")
+def chunk_counts(course_text) -> Counter:
+    """How often each pre-split chunk occurs in the training text."""
+    return Counter(re.findall(PATTERN, course_text))
+
+
+@pytest.fixture(scope="module")
+def top_pair_count(tok, chunk_counts) -> int:
+    """The largest count of a pair of neighbouring tokens left in the encoded training text.
+
+    BPE's guarantee, derived: training merges the most frequent pair until the vocabulary is full, and
+    the count of the most frequent pair never grows (a merge only creates pairs that occur at most as
+    often as the merged one). So once training stops, a chunk seen more often than every pair left must
+    be a single token: if it were two or more, its first pair would occur at least as often as the chunk.
+    """
+    pairs: Counter = Counter()
+    for chunk, n in chunk_counts.items():
+        ids = tok.encode(chunk)
+        for pair in zip(ids, ids[1:]):
+            pairs[pair] += n
+    return max(pairs.values())
+
+
+def test_encode_speed_and_compression(tok, course_text, chunk_counts, top_pair_count):
     text = load_corpus("english").train
     ids = tok.encode(text)  # its speed is measured in benchmarks, not asserted here
     assert tok.decode(ids) == text
+    # Compression is a band on purpose: how many bytes a token covers on natural text has no closed form
+    # (it depends on the corpus and on every merge). Bytes alone give 1.0; the floor 3.0 fails a
+    # tokenizer that lost most of its merges while leaving room for a retrained corpus.
     de = load_corpus("german").val
     assert len(text.encode()) / len(ids) > 3.0 and len(de.encode()) / len(tok.encode(de)) > 3.0
+    # exact, from the guarantee above: every chunk more frequent than any remaining pair is one token
+    frequent = [c for c, n in chunk_counts.items() if n > top_pair_count]
+    assert frequent and all(len(tok.encode(c)) == 1 for c in frequent)
     for word in (" the", " girl", " Mädchen", " glücklich", "Once"):
-        assert len(tok.encode(word)) == 1, word
+        assert word in frequent and len(tok.encode(word)) == 1, word
 
 
-def test_partial_characters_and_token_str(tok):
+def test_partial_characters_and_token_str(tok, chunk_counts, top_pair_count):
     ue = "ü".encode()
     assert tok.decode_bytes([ue[0]]) == ue[:1]
     assert tok.decode([ue[0]]) == "\ufffd"
@@ -85,7 +115,10 @@ def test_partial_characters_and_token_str(tok):
     assert tok.token_str(ue[0]) == "\\xc3"
     assert tok.token_str(10) == "\\n"
     assert tok.token_str(tok.eot_id) == EOT_TEXT
-    assert tok.tokens("Lily was happy.") == ["Lily", " was", " happy", "."]
+    # its four pre-split chunks, each more frequent than any pair left, hence one token each (see above)
+    chunks = re.findall(PATTERN, "Lily was happy.")
+    assert chunks == ["Lily", " was", " happy", "."] and all(chunk_counts[c] > top_pair_count for c in chunks)
+    assert tok.tokens("Lily was happy.") == chunks
     assert "".join(tok.token_str(i) for i in tok.encode(" big dog")) == " big dog"
 
 
@@ -314,3 +347,85 @@ def test_tokenizer_data_with_booleans_as_ids_is_refused(tok):
     data["merges"] = [[True, 32], *data["merges"][1:]]  # JSON true would have been read as the id 1
     with pytest.raises(ValueError, match=r"'merges' a list of \[int, int\] pairs"):
         BPETokenizer.from_dict(data)
+
+
+def test_training_matches_naive_bpe_to_the_end_on_overlapping_pairs():
+    """Random words over three letters: merges keep taking pairs away from chunks that also hold other
+    pairs (the incremental counts must follow every such loss), and training runs until no pair is
+    seen twice, where the stop rule ends it with a smaller vocabulary."""
+    r = random.Random(3)
+    text = " ".join("".join(r.choice("abc") for _ in range(r.randrange(2, 9))) for _ in range(300))
+    fast = BPETokenizer.train(text, 257 + 2000)
+    assert fast.merges == naive_bpe(text, 2000)
+    assert 0 < len(fast.merges) < 2000 and fast.vocab_size == 257 + len(fast.merges)
+    # the stop rule alone: (a, b) thrice, then (" ", ab) twice; (x, y) once is never merged
+    assert BPETokenizer.train("ab ab ab xy", 1000).merges == [(97, 98), (32, 256)]
+
+
+def test_vocab_size_limits_default_and_pattern_are_kept():
+    assert BPETokenizer.train("ab ab ab", 257).merges == []  # 257: the bytes and end-of-text, no merge
+    assert BPETokenizer.train("ab ab ab", 65536).vocab_size == 259
+    custom = r"\w+|\s+|[^\w\s]+"
+    t = BPETokenizer.train("a cat, a cat", 300, pattern=custom)
+    assert t.pattern == custom and t.to_dict()["pattern"] == custom
+
+
+def test_default_vocabulary_is_2048(course_text, tok):
+    assert BPETokenizer.train(course_text).merges == tok.merges  # tok was trained with 2048 named
+
+
+def test_saved_file_is_compact_json_written_next_to_it(tok, tmp_path, monkeypatch):
+    """The file holds exactly ``to_dict()`` as compact JSON, readable by others (0o644); it is written
+    to a hidden temporary file in the same folder, so the final rename is atomic (one filesystem)."""
+    import os
+
+    assert tok.to_dict() == {"format": "course-byte-bpe", "version": 1, "pattern": PATTERN, "eot": EOT_TEXT,
+                             "vocab_size": 2048, "merges": [list(m) for m in tok.merges]}
+    renamed = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        renamed.append((Path(src), Path(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    path = tok.save(tmp_path / "a" / "b" / "tok.json")  # missing folders are made
+    tok.save(path)  # and an existing folder (and file) is fine
+    src, dst = renamed[-1]
+    assert dst == path and src.parent == path.parent
+    assert src.name.startswith(".tok.json.") and src.name.endswith(".tmp")
+    assert path.read_text(encoding="utf-8") == json.dumps(tok.to_dict(), separators=(",", ":"))
+    if os.name == "posix":
+        assert path.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in path.parent.iterdir()) == ["tok.json"]  # no temporary file left
+
+
+def test_a_failed_save_leaves_no_file(tok, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(json, "dump", broken)
+    with pytest.raises(OSError, match="disk full"):
+        tok.save(tmp_path / "tok.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_encode_stories_names_a_bad_text(tok):
+    with pytest.raises(ValueError) as err:
+        tok.encode_stories(b"A cat.")
+    assert str(err.value) == "text must be a str, got bytes"
+
+
+def test_from_dict_keeps_the_pattern_and_names_its_source(tok):
+    custom = r"\w+|\s+|[^\w\s]+"
+    data = BPETokenizer.train("a cat, a cat", 300, pattern=custom).to_dict()
+    assert BPETokenizer.from_dict(data).pattern == custom
+    del data["vocab_size"]  # optional: the merges say it
+    assert BPETokenizer.from_dict(data).vocab_size == 259
+    for bad, message in (({"format": "other"}, "tokenizer data is not a tokenizer file (expected a JSON object "
+                                                "with format='course-byte-bpe')"),
+                         (data | {"pattern": 5}, "tokenizer data: 'pattern' must be a string and 'merges' a list "
+                                                 "of [int, int] pairs")):
+        with pytest.raises(ValueError) as err:
+            BPETokenizer.from_dict(bad)
+        assert str(err.value) == message
