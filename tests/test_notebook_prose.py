@@ -127,7 +127,6 @@ ALLOWED: dict[str, list[Allowed]] = {
     ],
     "09_batch_size_and_optimizers": [
         setting("a threshold (here 1.0)", "the clipping threshold"),
-        setting("above its best (3.0)", "the learning rate of the clipping run"),
     ],
     "10_regularization_and_early_stopping": [
         setting("the decay is strong (1.0)", "the weight decay of the run"),
