@@ -164,8 +164,8 @@ MEASURED = re.compile("|".join(f"(?:{p})" for p in (
 )), re.IGNORECASE)
 # the name of a setting right before a number makes it the setting's value: "temperature 0.8", "top-p = 0.9"
 SETTING_BEFORE = re.compile(
-    r"(?:temperature|\bT|top-[kp]|min-p|\bp|penalty|\blr|\bLR|learning rate|rate|decay|dropout|alpha|α|θ|"
-    r"\btheta|rank|\br|seed|momentum|beta\d?|β\d?|clip|threshold|group size|bias|scale|ratio|eps|ε)"
+    r"(?:temperature|\bT|top-[kp]|min-p|\bp|penalty|\blr|\bLR|learning rate|dropout rate|decay|dropout|alpha|α|θ|"
+    r"\btheta|rank|\br|seed|momentum|beta\d?|β\d?|clip|threshold|group size|bias|eps|ε)"
     r"\s*(?:=|≈|of|to|at|is|:)?\s*$",
     re.IGNORECASE,
 )
@@ -294,3 +294,22 @@ def test_runs_in_paragraph_skipped_only_in_first_cell():
     text = "# 00\n\n**Runs in:** about 5 s on a laptop (2.4 min of CPU).\n\nThe loss is 3.2."
     assert [n for _, _, n in measured_numbers(text, first=True)] == ["3.2"]
     assert len(measured_numbers(text)) == 3
+
+
+def _notebook(tmp_path: Path, markdown: str, code: str) -> Path:
+    path = tmp_path / "99_example.ipynb"
+    cells = [{"cell_type": "markdown", "source": "# 99\n\n**Runs in:** 1 s"}, {"cell_type": "code", "source": code},
+             {"cell_type": "markdown", "source": markdown}]
+    path.write_text(json.dumps({"cells": cells}), encoding="utf-8")
+    return path
+
+
+def test_asserted_phrase_needs_a_matching_assert_and_entries_must_match(tmp_path, monkeypatch):
+    monkeypatch.setitem(ALLOWED, "99_example", [asserted("ends below 3.2", "the cell asserts it")])
+    assert _problems(_notebook(tmp_path, "The loss ends below 3.2.", "assert loss < 3.2")) == []
+    assert "no assert in a code cell uses 3.2" in _problems(_notebook(tmp_path, "The loss ends below 3.2.",
+                                                                      "assert loss < 3.5"))[0]
+    stale = _problems(_notebook(tmp_path, "The loss ends low.", "assert loss < 3.2"))
+    assert any("no longer appears" in p for p in stale)
+    monkeypatch.setitem(ALLOWED, "99_example", [])
+    assert "'3.2' looks measured" in _problems(_notebook(tmp_path, "The loss ends below 3.2.", "assert loss < 3.2"))[0]
