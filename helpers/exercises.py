@@ -6,6 +6,14 @@ A notebook cell holds ``answer = ...`` for the learner to replace, followed by `
 - a wrong answer raises ``AssertionError`` with a hint;
 - a right answer prints a confirmation.
 
+``check`` returns nothing, so the last line of a cell shows only its message (no stray ``Out[n]: False``).
+A check never shows the expected value: it is derived at check time from objects of the notebook or by a
+function of ``helpers.answers``, never typed into the check call.
+
+"Predict, then run": the learner writes a guess into ``guess = ...`` before a cell that measures, and
+``predict(name, guess, measured)`` after it says how close the guess was. A prediction is never wrong in
+the sense of a failed check: nothing raises for a poor guess, and an untouched ``...`` prints a gentle note.
+
 Solution notebooks fill every placeholder, which proves that each check can be satisfied.
 
 Grading: ``python -m helpers.exercises grade SUBMISSIONS... --out results.csv`` runs each student's
@@ -55,18 +63,19 @@ def check(
     checker: Callable[[Any], bool] | None = None,
     hint: str,
     tol: float = 1e-6,
-) -> bool:
+) -> None:
     """Check an exercise answer against ``expected`` (or with ``checker(answer) -> bool``).
 
-    Returns False for an untouched placeholder (``...``), True for a right answer, and raises
-    ``AssertionError`` carrying ``hint`` for a wrong one.
+    Prints "not attempted yet" for an untouched placeholder (``...``) and "correct!" for a right answer,
+    and raises ``AssertionError`` carrying ``hint`` for a wrong one. Returns None, so that a check on the
+    last line of a cell displays nothing but its message.
     """
     if (expected is None) == (checker is None):
         raise ValueError(f"check({name!r}): give exactly one of expected= or checker=")
     if answer is Ellipsis:
         _record(name, "not attempted")
         print(f"{name}: not attempted yet - replace the ... with your answer and run the cell again.")
-        return False
+        return None
     try:
         ok = bool(checker(answer)) if checker is not None else _close(answer, expected, tol)
     except Exception:
@@ -76,7 +85,114 @@ def check(
     if not ok:
         raise AssertionError(f"{name}: not quite. Your answer: {answer!r}. Hint: {hint}")
     print(f"{name}: correct!")
-    return True
+    return None
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+def _fmt(x: Any, unit: str) -> str:
+    if _is_number(x):
+        text = f"{x:,}" if isinstance(x, (int, np.integer)) else f"{float(x):.4g}"
+        return f"{text} {unit}".rstrip()
+    return repr(x)
+
+
+def _concordant_pairs(predicted: list, measured: list) -> int:
+    """How many pairs of items the predicted ordering puts in the same order as the measured one."""
+    rank = {item: i for i, item in enumerate(predicted)}
+    n = len(measured)
+    return sum(rank[measured[i]] < rank[measured[j]] for i in range(n) for j in range(i + 1, n))
+
+
+def predict(
+    name: str,
+    prediction: Any,
+    measured: Any,
+    *,
+    options: list | tuple | None = None,
+    unit: str = "",
+) -> None:
+    """Compare a prediction written down before a measurement with what was measured; never fails.
+
+    Three kinds, told apart by the arguments:
+
+    - a number (``measured`` is a number): prints the ratio and the relative difference;
+    - a choice (``options`` given, ``measured`` one of them): says whether the choice matched;
+    - an ordering (``measured`` a list or tuple of labels): counts the pairs put in the right order.
+
+    Prints the comparison and returns None (nothing stray is displayed under the cell). An untouched
+    ``...`` prints a gentle note; a wrong or malformed prediction only prints a note; a measurement of the
+    wrong kind (the notebook's own mistake) raises ``ValueError``.
+    """
+    if options is not None:
+        kind = "choice"
+        if measured not in options:
+            raise ValueError(f"predict({name!r}): measured={measured!r} is not one of options={list(options)!r}")
+    elif isinstance(measured, (list, tuple)):
+        kind = "order"
+        if len(set(measured)) != len(measured):
+            raise ValueError(f"predict({name!r}): measured={measured!r} must list each item once")
+    elif _is_number(measured):
+        kind = "number"
+        if not math.isfinite(float(measured)):
+            raise ValueError(f"predict({name!r}): measured={measured!r} must be a finite number")
+    else:
+        raise ValueError(f"predict({name!r}): measured={measured!r}: give a number, a list (an ordering) "
+                         "or options= (a choice)")
+
+    if prediction is Ellipsis:
+        _record(name, "not attempted")
+        print(f"{name}: no prediction this time - that is fine. Next time, write your guess in place of the ... "
+              f"before running the measurement: a guess that turns out wrong teaches the most. "
+              f"Measured: {_fmt(measured, unit)}.")
+        return None
+    _record(name, "predicted")
+
+    if kind == "number":
+        if not _is_number(prediction):
+            print(f"{name}: your prediction {prediction!r} is not a number; measured: {_fmt(measured, unit)}.")
+            return None
+        p, m = float(prediction), float(measured)
+        head = f"{name}: you predicted {_fmt(prediction, unit)}, measured {_fmt(measured, unit)}"
+        if p == m or (m != 0 and abs(p - m) <= 0.1 * abs(m)):
+            print(f"{head}: within 10 % - well predicted.")
+        elif p * m > 0:
+            factor = max(p / m, m / p)
+            side = "too high" if abs(p) > abs(m) else "too low"
+            print(f"{head}: {side} by a factor of {factor:.2g} ({(p - m) / abs(m):+.0%}). "
+                  "What did the measurement show that your estimate left out?")
+        else:
+            print(f"{head}: a different sign or a zero where the other is not. Which part of your reasoning "
+                  "does the measurement contradict?")
+        return None
+
+    if kind == "choice":
+        if prediction not in options:
+            print(f"{name}: your prediction {prediction!r} is not one of the options {list(options)!r}; "
+                  f"measured: {measured!r}.")
+            return None
+        if prediction == measured:
+            print(f"{name}: you predicted {prediction!r} and the measurement agrees.")
+            return None
+        print(f"{name}: you predicted {prediction!r}, the measurement gave {measured!r}. "
+              "Read on: the text after the measurement explains what decides it.")
+        return None
+
+    items = list(measured)
+    if not isinstance(prediction, (list, tuple)) or sorted(map(repr, prediction)) != sorted(map(repr, items)):
+        print(f"{name}: your prediction {prediction!r} should list each of {items!r} exactly once; "
+              f"measured order: {items!r}.")
+        return None
+    pairs = len(items) * (len(items) - 1) // 2
+    right = _concordant_pairs(list(prediction), items)
+    if right == pairs:
+        print(f"{name}: you predicted the order {list(prediction)!r} and the measurement agrees.")
+        return None
+    print(f"{name}: you predicted {list(prediction)!r}, measured {items!r}: {right} of {pairs} pairs "
+          "in the right order.")
+    return None
 
 
 def _record(name: str, outcome: str) -> None:

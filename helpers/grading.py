@@ -6,6 +6,8 @@ kernel of its own, in a fresh temporary folder, with a time limit for the whole 
 not stop the run, so every exercise is reached. The results, per student and exercise:
 
 - ``correct``, ``wrong``, ``not attempted``: what ``helpers.exercises.check`` decided;
+- ``predicted``: a "predict, then run" guess was written down (``helpers.exercises.predict``; a prediction
+  is never right or wrong, only made or not: ``not attempted``);
 - ``error``: the exercise's cells raised something other than the check's verdict, or never reached it;
 - ``timeout``: the notebook ran out of time before the exercise;
 - ``tampered``: a check the course ships was edited (the exercise's verdict is then not trusted);
@@ -34,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 PLACEHOLDER = re.compile(r"^\s*\w+\s*=\s*\.\.\.", re.MULTILINE)  # the same rule as the structure test
 PLACEHOLDER_LINE = re.compile(r"^\s*(\w+\s*=\s*)?\.\.\.")
-CHECK_NAME = re.compile(r"""\bcheck\(\s*(["'])(.+?)\1""")
-OUTCOMES = ("correct", "wrong", "not attempted", "error", "timeout", "tampered", "invalid")
+CHECK_NAME = re.compile(r"""\b(?:check|predict)\(\s*(["'])(.+?)\1""")  # an exercise's check or a prediction's
+OUTCOMES = ("correct", "wrong", "predicted", "not attempted", "error", "timeout", "tampered", "invalid")
 
 
 def _source(cell: dict) -> str:
@@ -58,7 +60,8 @@ class Exercise:
 
 
 def exercises(notebook: dict) -> list[Exercise]:
-    """The exercises of a shipped notebook: each ``answer = ...`` cell and the check in it or in the next code cell."""
+    """The exercises of a shipped notebook: each ``answer = ...`` cell (or ``guess = ...`` of a prediction) and
+    the ``check(...)`` or ``predict(...)`` in it or in the next code cell that has one."""
     cells = notebook["cells"]
     found = []
     for i, cell in enumerate(cells):
@@ -284,7 +287,7 @@ def write_csv(results: list[Result], out: Path) -> None:
                             " ".join(map(str, r.edited_cells)), f"{r.seconds:.1f}"])
 
 
-COLOURS = {"correct": "#c8f0c8", "wrong": "#f8d0d0", "not attempted": "#eeeeee", "error": "#f8e0a0",
+COLOURS = {"correct": "#c8f0c8", "wrong": "#f8d0d0", "predicted": "#d8ecf8", "not attempted": "#eeeeee", "error": "#f8e0a0",
            "timeout": "#f8e0a0", "tampered": "#d8c8f8", "invalid": "#f8e0a0"}
 
 

@@ -1,5 +1,6 @@
 """Grading made-up submissions: solutions, untouched, wrong answers, an error midway, an endless loop, a file
-that is not JSON, an edited check. Each runs for real in its own kernel (notebooks 00 and 02, fast mode)."""
+that is not JSON, an edited check. "Predict, then run" guesses count as predicted or not attempted. Each runs
+for real in its own kernel (notebooks 00 and 02, fast mode)."""
 
 import csv
 import json
@@ -79,26 +80,27 @@ def _status(results, student, notebook="02_backpropagation.ipynb"):
 
 def test_solutions_are_correct(graded):
     results, rows, _ = graded
-    assert _outcomes(rows, "alice") == {"ex1": "correct", "ex2": "correct", "ex3": "correct"}
-    assert _outcomes(rows, "alice", "00_start_here.ipynb") == {"ex0": "correct"}
+    assert _outcomes(rows, "alice") == {"p1": "predicted", "ex1": "correct", "ex2": "correct", "ex3": "correct"}
+    assert _outcomes(rows, "alice", "00_start_here.ipynb") == {"ex0": "correct", "p1": "predicted"}
     assert _status(results, "alice").status == "ok"
 
 
 def test_untouched_notebook_is_not_attempted(graded):
     results, rows, _ = graded
-    assert _outcomes(rows, "bob") == {"ex1": "not attempted", "ex2": "not attempted", "ex3": "not attempted"}
+    assert _outcomes(rows, "bob") == {"p1": "not attempted", "ex1": "not attempted", "ex2": "not attempted",
+                                      "ex3": "not attempted"}
     assert _status(results, "bob").status == "ok"
 
 
 def test_wrong_answers_do_not_stop_the_run(graded):
     results, rows, _ = graded
-    assert _outcomes(rows, "carol") == {"ex1": "wrong", "ex2": "correct", "ex3": "wrong"}
+    assert _outcomes(rows, "carol") == {"p1": "predicted", "ex1": "wrong", "ex2": "correct", "ex3": "wrong"}
     assert _status(results, "carol").errors == []  # a wrong answer is a verdict, not an error
 
 
 def test_an_error_midway_marks_that_exercise_and_the_rest_still_run(graded):
     results, rows, _ = graded
-    assert _outcomes(rows, "dave") == {"ex1": "correct", "ex2": "error", "ex3": "correct"}
+    assert _outcomes(rows, "dave") == {"p1": "predicted", "ex1": "correct", "ex2": "error", "ex3": "correct"}
     r = _status(results, "dave")
     assert r.status == "error" and any(e.endswith("NameError") for e in r.errors)
 
@@ -113,13 +115,13 @@ def test_an_edited_check_is_flagged_and_not_counted_correct(graded):
     results, rows, _ = graded
     outcomes = _outcomes(rows, "grace")
     assert outcomes["ex1"] == "tampered"
-    assert outcomes["ex2"] == outcomes["ex3"] == "not attempted"
+    assert outcomes["ex2"] == outcomes["ex3"] == outcomes["p1"] == "not attempted"
     assert _status(results, "grace").edited_cells
 
 
 def test_an_endless_loop_times_out(graded):
     results, rows, _ = graded
-    assert _outcomes(rows, "erin", "00_start_here.ipynb") == {"ex0": "timeout"}
+    assert _outcomes(rows, "erin", "00_start_here.ipynb") == {"ex0": "timeout", "p1": "timeout"}
     assert _status(results, "erin", "00_start_here.ipynb").status == "timeout"
 
 

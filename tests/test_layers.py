@@ -26,6 +26,7 @@ LAYERS = {
     "optimizers": 4, "memory": 4, "schedules": 4, "train": 4, "lr_range": 4, "sampling": 4, "lora": 4,
     "quantize": 4, "tuning": 4, "checkpoints": 4, "architecture": 4, "neurons": 4, "pretrain": 4,
     "pretrained": 4, "attention": 4, "kv_cache": 4, "rotary": 4, "cheatsheet": 4, "weight_streaming": 4,
+    "answers": 4,  # the exercises' expected values, derived through the modules above
     "distributed": 4, "cluster": 4,  # data-parallel training (torchrun) and Ray Tune around the tuning objective
     "plots": 5,  # figures
     "widgets": 6,  # interactive notebook controls

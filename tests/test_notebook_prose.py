@@ -69,6 +69,10 @@ ALLOWED: dict[str, list[Allowed]] = {
         example("(×100)", "metres to centimetres, a unit conversion"),
         setting("at least 95% of", "the exercise's goal"),
     ],
+    "02_backpropagation": [
+        setting("at 0.9 and at 1.1 times that limit", "the two step sizes of the experiment, as multiples of the limit"),
+        setting("At 1.1 times the limit", "the same setting, restated"),
+    ],
     "03_tiny_gpt_end_to_end": [
         setting("**train** (90 %)", "the split ratio, a setting of helpers.corpus"),
         setting("**validation** (5 %)", "the split ratio"),
@@ -123,6 +127,8 @@ ALLOWED: dict[str, list[Allowed]] = {
         setting("**much too high (0.3)**", "a learning rate of the sweep's grid"),
         setting("**far too high (1.0)**", "a learning rate of the sweep's grid"),
         example("steps of 0.001", "a grid spacing, named to be rejected"),
+        setting("the two runs at 0.3", "the peak learning rate of the schedule runs"),
+        setting("within **0.1 nats** of the best", "the tolerance the exercise uses"),
         setting("the constant 0.3", "the peak learning rate of the schedule runs"),
     ],
     "09_batch_size_and_optimizers": [
@@ -166,7 +172,7 @@ MEASURED = re.compile("|".join(f"(?:{p})" for p in (
 SETTING_BEFORE = re.compile(
     r"(?:temperature|\bT|top-[kp]|min-p|\bp|penalty|\blr|\bLR|learning rate|dropout rate|decay|dropout|alpha|α|θ|"
     r"\btheta|rank|\br|seed|momentum|beta\d?|β\d?|clip|threshold|group size|bias|eps|ε)"
-    r"\s*(?:=|≈|of|to|at|is|:)?\s*$",
+    r"s?\s*(?:=|≈|of|to|at|is|from|:)?\s*$",
     re.IGNORECASE,
 )
 VERSION = re.compile(r"\d+\.\d+\.\d+")
@@ -200,7 +206,7 @@ def measured_numbers(text: str, first: bool = False) -> list[tuple[int, int, str
     checked = _checked_text(text, first)
     found = []
     for m in MEASURED.finditer(checked):
-        if SETTING_BEFORE.search(checked[max(0, m.start() - 30):m.start()]) or re.fullmatch(r"0\s*\D*", m.group()):
+        if SETTING_BEFORE.search(re.sub(r"\s+", " ", checked[max(0, m.start() - 30):m.start()])) or re.fullmatch(r"0\s*\D*", m.group()):
             continue  # a setting's value, or zero ("0 nats = one certain token")
         found.append((m.start(), m.end(), m.group()))
     return found
