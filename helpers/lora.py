@@ -3,7 +3,12 @@
 A linear layer computes ``y = x W^T + b`` with ``W`` of shape ``(out, in)``. LoRA keeps ``W``
 frozen and learns ``delta_W = scaling * B @ A`` with ``A`` ``(r, in)`` and ``B`` ``(out, r)``:
 
-    y = x W^T + b + scaling * (x A^T) B^T,      scaling = alpha / r
+    y = x W^T + b + scaling * (x A^T) B^T,      scaling = alpha / r   (rslora: alpha / sqrt(r))
+
+``B`` starts at zero, so at the start the update is zero whatever the rank; ``alpha / r`` is the original
+paper's heuristic for keeping the update's size comparable across ranks. Rank-stabilised LoRA (Kalajdzievski,
+2023; PEFT's ``use_rslora=True``) scales by ``alpha / sqrt(r)`` instead, because with ``alpha / r`` a high
+rank's update, and its gradients, shrink with ``r`` and the adapter learns more slowly.
 
 Only ``r * (in + out)`` numbers are trained instead of ``in * out``. ``B`` starts at zero, so the
 adapted model starts out computing exactly what the base model computes. After training the update
@@ -40,17 +45,17 @@ from helpers.model import replace_submodule
 class LoRALinear(nn.Module):
     """A frozen linear layer ``base`` plus a trainable low-rank update ``scaling * B @ A``."""
 
-    def __init__(self, base: nn.Module, rank: int, alpha: float, dropout: float = 0.0):
+    def __init__(self, base: nn.Module, rank: int, alpha: float, dropout: float = 0.0, rslora: bool = False):
         super().__init__()
-        _check_hyper(rank, alpha, dropout)
+        _check_hyper(rank, alpha, dropout, rslora)
         if not _is_linear(base):
             raise ValueError(f"base must be a linear layer (in_features/out_features), got {type(base).__name__}")
         self.base = base
         for p in self.base.parameters():
             p.requires_grad_(False)
         self.in_features, self.out_features = base.in_features, base.out_features
-        self.rank, self.alpha = rank, float(alpha)
-        self.scaling = alpha / rank  # alpha fixes the update's size, so changing r needs no new LR
+        self.rank, self.alpha, self.rslora = rank, float(alpha), rslora
+        self.scaling = lora_scaling(rank, alpha, rslora)
         device = next((t.device for t in (*base.parameters(), *base.buffers())), None)
         self.lora_A = nn.Parameter(torch.empty(rank, self.in_features, device=device))  # (r, in)
         self.lora_B = nn.Parameter(torch.zeros(self.out_features, rank, device=device))  # (out, r)
@@ -101,10 +106,19 @@ class LoRALinear(nn.Module):
         self.merged = False
 
     def extra_repr(self) -> str:
-        return f"rank={self.rank}, alpha={self.alpha:g}, scaling={self.scaling:g}, merged={self.merged}"
+        rs = ", rslora=True" if self.rslora else ""
+        return f"rank={self.rank}, alpha={self.alpha:g}{rs}, scaling={self.scaling:g}, merged={self.merged}"
 
 
-def _check_hyper(rank: object, alpha: object, dropout: object) -> None:
+def lora_scaling(rank: int, alpha: float, rslora: bool = False) -> float:
+    """The factor in front of ``B @ A``: ``alpha / rank``, or ``alpha / sqrt(rank)`` with ``rslora`` (as PEFT)."""
+    _check_hyper(rank, alpha, 0.0, rslora)
+    return alpha / math.sqrt(rank) if rslora else alpha / rank
+
+
+def _check_hyper(rank: object, alpha: object, dropout: object, rslora: object = False) -> None:
+    if not isinstance(rslora, bool):
+        raise TypeError(f"rslora must be True or False, got {rslora!r}")
     if not isinstance(rank, int) or isinstance(rank, bool) or rank <= 0:
         raise ValueError(f"rank must be a positive int, got {rank!r}")
     if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0 < alpha < math.inf:
@@ -159,19 +173,21 @@ def apply_lora(
     alpha: float = 16.0,
     targets: str | Iterable[str] = ("c_attn",),
     dropout: float = 0.0,
+    rslora: bool = False,
 ) -> nn.Module:
     """Wrap the ``targets`` linear layers of ``model`` in ``LoRALinear``, in place; freeze the rest.
 
-    Afterwards only the LoRA matrices have ``requires_grad=True``. Returns ``model``.
+    ``rslora=True`` scales the update by ``alpha / sqrt(rank)`` instead of ``alpha / rank`` (PEFT's
+    ``use_rslora``). Afterwards only the LoRA matrices have ``requires_grad=True``. Returns ``model``.
     """
-    _check_hyper(rank, alpha, dropout)
+    _check_hyper(rank, alpha, dropout, rslora)
     if lora_layers(model):
         raise ValueError("model already has LoRA layers; call remove_lora(model) first")
     names = matching_layers(model, targets)
     for p in model.parameters():
         p.requires_grad_(False)
     for name in names:
-        replace_submodule(model, name, LoRALinear(model.get_submodule(name), rank, alpha, dropout))
+        replace_submodule(model, name, LoRALinear(model.get_submodule(name), rank, alpha, dropout, rslora))
     return model
 
 
@@ -278,7 +294,7 @@ def load_lora_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) ->
             )
         scaling = float(state[f"{name}.scaling"])
         if not 0 < scaling < math.inf:
-            raise ValueError(f"state: {name}.scaling must be a finite number > 0 (alpha / rank), got {scaling!r}")
+            raise ValueError(f"state: {name}.scaling must be a finite number > 0 (alpha / rank, or alpha / sqrt(rank) with rslora), got {scaling!r}")
         if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
             raise ValueError(f"state: {name}.lora_A / lora_B hold inf or NaN values")
     for name, m in layers.items():

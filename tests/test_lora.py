@@ -392,3 +392,32 @@ def test_merging_unties_only_the_shared_weight(tiny_gpt):
         remove_lora(model)
         assert torch.equal(model.transformer.wte.weight, wte)
         torch.testing.assert_close(model(x), adapted, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 8, 32])
+def test_rslora_scales_by_alpha_over_sqrt_rank(rank, tiny_gpt):
+    plain = apply_lora(tiny_gpt(), rank=rank, alpha=8, targets="c_attn")
+    stable = apply_lora(tiny_gpt(), rank=rank, alpha=8, targets="c_attn", rslora=True)
+    for layer in lora_layers(plain).values():
+        assert layer.scaling == pytest.approx(8 / rank) and not layer.rslora
+    for layer in lora_layers(stable).values():
+        assert layer.scaling == pytest.approx(8 / rank**0.5) and layer.rslora
+        assert "rslora=True" in repr(layer)
+    # the two rules agree at rank 1 only, and the rslora factor is larger by sqrt(rank) above it
+    ratio = next(iter(lora_layers(stable).values())).scaling / next(iter(lora_layers(plain).values())).scaling
+    assert ratio == pytest.approx(rank**0.5)
+
+
+def test_rslora_must_be_a_bool(tiny_gpt):
+    model = tiny_gpt()
+    with pytest.raises(TypeError, match="rslora must be True or False, got 1"):
+        apply_lora(model, rank=2, targets="c_attn", rslora=1)
+    assert not lora_layers(model)
+
+
+def test_rslora_adapter_round_trips_with_its_scaling(tiny_gpt):
+    model = apply_lora(tiny_gpt(), rank=4, alpha=8, targets="c_attn", rslora=True)
+    state = lora_state_dict(model)
+    other = apply_lora(tiny_gpt(), rank=4, alpha=8, targets="c_attn")
+    load_lora_state_dict(other, state)
+    assert all(layer.scaling == pytest.approx(4.0) for layer in lora_layers(other).values())  # 8 / sqrt(4)

@@ -19,7 +19,7 @@ from helpers.model import GPT  # noqa: E402
 RANK, ALPHA = 4, 8.0
 
 
-def _pair(targets: list[str], seed: int = 0):
+def _pair(targets: list[str], seed: int = 0, rank: int = RANK, rslora: bool = False):
     """(hf_peft_model, our_model) with the same base weights and the same random A and B."""
     torch.manual_seed(seed)
     hc = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=16, vocab_size=64,
@@ -28,10 +28,10 @@ def _pair(targets: list[str], seed: int = 0):
     ours = GPT.from_hf(hf).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PEFT warns that fan_in_fan_out is being set for Conv1D
-        config = peft.LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=targets, lora_dropout=0.0,
-                                 fan_in_fan_out=True)
+        config = peft.LoraConfig(r=rank, lora_alpha=ALPHA, target_modules=targets, lora_dropout=0.0,
+                                 fan_in_fan_out=True, use_rslora=rslora)
         hf_lora = peft.get_peft_model(hf, config).eval()
-    apply_lora(ours, rank=RANK, alpha=ALPHA, targets=targets)
+    apply_lora(ours, rank=rank, alpha=ALPHA, targets=targets, rslora=rslora)
     with torch.no_grad():
         for name, layer in lora_layers(ours).items():
             peft_layer = hf_lora.base_model.model.get_submodule(name)
@@ -53,6 +53,25 @@ def test_same_logits_as_peft(targets):
             plain = base(input_ids=idx).logits
     assert (theirs - plain).abs().max() > 1e-2, "the adapter must change the outputs for the test to mean anything"
     torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("rank", [1, 4, 16])
+@pytest.mark.parametrize("rslora", [False, True])
+def test_same_scaling_and_logits_as_peft_with_and_without_rslora(rank, rslora):
+    """PEFT's use_rslora: alpha / sqrt(r) instead of alpha / r; same factor per layer, same outputs."""
+    hf_lora, ours = _pair(["c_attn", "c_fc"], rank=rank, rslora=rslora)
+    for name, layer in lora_layers(ours).items():
+        assert layer.scaling == hf_lora.base_model.model.get_submodule(name).scaling["default"]
+    idx = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        theirs, mine = hf_lora(input_ids=idx).logits, ours(idx)
+        with hf_lora.disable_adapter():
+            plain = hf_lora.get_base_model()(input_ids=idx).logits
+    assert (theirs - plain).abs().max() > 1e-2
+    torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-5)
+    if rank > 1:  # the two rules differ, so the test would see a swapped rule
+        other = ALPHA / rank if rslora else ALPHA / rank**0.5
+        assert all(layer.scaling != other for layer in lora_layers(ours).values())
 
 
 def test_same_layers_selected_as_peft():
