@@ -54,6 +54,8 @@ def test_smollm2_benchmark_reports_speed_ratios_load_time_and_memory():
     assert re.search(r"^\| transformers `generate\(\)` \(same tokens\) \| [\d.]+ \| \*\*[\d.]+x\*\* faster",
                      out.stdout, re.M), out.stdout
     assert re.search(r"^\| weight-streaming floor .*\| \*\*[\d.]+x\*\* the floor", out.stdout, re.M), out.stdout
+    for name in ("ours", "transformers"):  # first token and decoding steps, each against the floor
+        assert re.search(rf"^\| {name} \| [\d.]+ \| -?[\d.]+ \| \*\*-?[\d.]+x\*\* \|$", out.stdout, re.M), out.stdout
     assert re.search(r"^\| `load_smollm2\(\)` wall time \| [\d.]+ s \|", out.stdout, re.M), out.stdout
     ratio = float(re.search(r"\*\*([\d.]+)x\*\* parameters \+ KV cache", out.stdout).group(1))
     assert ratio >= 1.0  # the parameters and the cache are alive while it generates
