@@ -379,8 +379,11 @@ def render_table(data: dict) -> str:
         if full:
             total_wall += full["wall_s"]
             total_cpu += full["cpu_s"]
-            flag = "" if full.get("ok") else " **failed**" if full.get("error") else " **over**"
-            cells += [_minutes(full["wall_s"]) + flag, _minutes(full["cpu_s"]), f"{full['peak_mb'] / 1000:.2f} GB"]
+            over = " ".join(full.get("over") or [])
+            time_flag = " **failed**" if full.get("error") else " **over**" if "time" in over else ""
+            memory_flag = " **over**" if "peak" in over else ""
+            cells += [_minutes(full["wall_s"]) + time_flag, _minutes(full["cpu_s"]),
+                      f"{full['peak_mb'] / 1000:.2f} GB{memory_flag}"]
         else:
             cells += ["not run", "", ""]
         cells.append(f"{budget.get('full_minutes', '?'):g} min, {budget.get('full_gb', '?'):g} GB" if budget else "")

@@ -152,7 +152,7 @@ def test_record_merges_and_the_readme_table_is_rendered_from_it(tmp_path):
     assert data["notebooks"]["98_a"]["full"]["versions"]["python"].count(".") == 2
     table = budgets.render_table(data)
     assert "| `98_a` | 1.7 min | 1.5 min | 0.70 GB | 2 min, 1 GB | not run | 10 s |" in table
-    assert "| `99_b` | 30 s **over** |" in table
+    assert "| `99_b` | 30 s | 20 s | 1.20 GB **over** |" in table  # the memory is over, not the time
     assert "| all | 2.2 min | 1.8 min |" in table
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{budgets.BEGIN}\nold\n{budgets.END}\nrest\n")
