@@ -24,6 +24,7 @@ from typing import Any
 import optuna
 
 from helpers.experiments import Table
+from helpers.runtime import release_memory
 from helpers.tuning import suggest, validate_space
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
@@ -64,6 +65,7 @@ def start_ray(address: str | None = None, num_cpus: int = 2, timeout: float = 5.
         raise ValueError(f"num_cpus must be a positive int, got {num_cpus!r}")
     if address is not None:
         check_address(address, timeout)
+    release_memory()  # the notebook's freed memory back to the system before Ray's processes start beside it
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report (there is no network anyway)

@@ -27,7 +27,7 @@ import torch
 from helpers.byte_bpe import ByteLevelBPE, byte_alphabet
 from helpers.gguf_file import GGUFFile
 from helpers.llama import Llama, LlamaConfig
-from helpers.runtime import pick_device
+from helpers.runtime import pick_device, release_memory
 from helpers.smollm2_file import (  # noqa: F401  (re-exported: the file's facts belong with the loader)
     INSTALL_COMMAND,
     SMOLLM2_BYTES,
@@ -213,6 +213,7 @@ def load_gguf(path: str | Path, device: str | torch.device | None = None, dtype:
     dtype = torch.float32 if dtype is None else dtype
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating torch.dtype such as torch.float32 or torch.bfloat16, got {dtype!r}")
+    release_memory()  # hand back what earlier cells freed before hundreds of MB of weights arrive
     device = pick_device(None if device is None else str(device))
     with GGUFFile(path) as gguf:
         config = config_from_gguf(gguf)

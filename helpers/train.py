@@ -27,7 +27,15 @@ from helpers.data import TokenSplits, get_batch, to_device
 from helpers.interface import LanguageModel
 from helpers.memory import measured_training_bytes, saved_activation_bytes
 from helpers.optimizers import OPTIMIZERS, check_optimizer, make_optimizer
-from helpers.runtime import MAX_SEED, autocast, evaluating, pick_device, seed_everything, synchronize
+from helpers.runtime import (
+    MAX_SEED,
+    autocast,
+    evaluating,
+    pick_device,
+    release_memory,
+    seed_everything,
+    synchronize,
+)
 from helpers.schedules import SCHEDULES, lr_at
 
 # OPTIMIZERS and make_optimizer live in helpers.optimizers; they stay importable from here
@@ -304,6 +312,7 @@ def train(model: LanguageModel, data: TokenSplits, config: TrainConfig | None = 
     (Optuna's pruning uses this). With ``patience`` set, training stops after ``patience``
     evaluations without a new best validation loss, and the model ends with its best weights.
     """
+    release_memory()  # what earlier runs freed goes back to the system before this run allocates
     config = config or TrainConfig()
     if not isinstance(data, TokenSplits):
         raise ValueError(f"data must be a TokenSplits, got {type(data).__name__}")
