@@ -132,7 +132,12 @@ def saved_activation_bytes(loss_fn: Callable[[], torch.Tensor], exclude: list[to
         key = _storage_key(t)
         if key not in skip:
             seen[key] = t.untyped_storage().nbytes()
-        return t
+        # Not ``t`` itself: an operation that saves its own output (a view, GELU, softmax) would then hold
+        # that output through its saved value, and the output holds the operation as its grad_fn. That loop
+        # runs through C++, where Python's garbage collector cannot see it, so the whole graph with every
+        # activation would stay in memory after ``del loss``. A detached alias shares the storage (the
+        # bytes are the same) without pointing back at the graph.
+        return t.detach()
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss = loss_fn()

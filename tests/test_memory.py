@@ -138,3 +138,33 @@ def test_rmsprop_is_measured_like_the_others():
     report = training_memory(layer, lambda: layer(x).sum(), optimizer="rmsprop")
     w = 64 * 32 * 4
     assert report.optimizer_state == w and report.peak >= 3 * w  # weight, gradient and square_avg at once
+
+
+def test_counting_saved_activations_leaves_no_graph_behind(tiny_gpt):
+    """Counting must not keep the forward pass alive: every operation that saves its own output (exp, a
+    view, GELU, softmax) once held it in a reference loop through autograd's C++ side, so each call kept a
+    whole graph of activations (in a notebook, one per training run) that no garbage collection freed."""
+    import gc
+    import weakref
+
+    from helpers.memory import saved_activation_bytes
+
+    x = torch.randn(50, 40, requires_grad=True)
+    kept = []
+
+    def forward() -> torch.Tensor:
+        y = x.exp()  # exp saves its output for backward: d exp(x)/dx = exp(x)
+        kept.append(weakref.ref(y))
+        return y.sum()
+
+    assert saved_activation_bytes(forward, exclude=[x]) == 50 * 40 * 4  # the output, counted
+    gc.collect()
+    assert kept[0]() is None, "the output of the counted forward pass is still alive"
+
+    model = tiny_gpt()
+    idx = _idx()
+    before = {id(t) for t in gc.get_objects() if issubclass(type(t), torch.Tensor)}
+    saved_activation_bytes(lambda: model.loss(idx, idx), exclude=list(model.parameters()))
+    gc.collect()
+    left = [t for t in gc.get_objects() if issubclass(type(t), torch.Tensor) and id(t) not in before]
+    assert sum(t.untyped_storage().nbytes() for t in left) == 0, f"{len(left)} tensors of the forward pass stay alive"
