@@ -164,6 +164,27 @@ def test_record_merges_and_the_readme_table_is_rendered_from_it(tmp_path):
         budgets.update_readme(data, readme)
 
 
+def test_a_fast_run_fills_only_the_fast_column(tmp_path):
+    """``--fast`` records beside the full-mode figures and never replaces them; the table shows its wall and CPU
+    time (the figure the fast budget is checked on) and marks a fast run over its budget."""
+    b = Budget(full_minutes=2, full_gb=1, fast_seconds=10)
+    path = tmp_path / "verified.json"
+    budgets.record([Result("98_a", b, fast=False, wall_s=100.0, cpu_s=90.0, peak_mb=700.0)], threads=2, path=path,
+                   today="2026-01-01")
+    fast = Result("98_a", b, fast=True, wall_s=14.0, cpu_s=8.0, peak_mb=400.0)
+    fast.judge("cpu")
+    slow = Result("99_b", b, fast=True, wall_s=30.0, cpu_s=12.0, peak_mb=400.0)
+    slow.judge("cpu")
+    data = budgets.record([fast, slow], threads=2, path=path, today="2026-01-02")
+    assert data["notebooks"]["98_a"]["full"]["wall_s"] == 100.0  # the full-mode record is untouched
+    assert data["notebooks"]["98_a"]["fast"]["cpu_s"] == 8.0
+    assert data["notebooks"]["98_a"]["fast"]["machine"]["threads"] == 1
+    table = budgets.render_table(data)
+    assert "| `98_a` | 1.7 min | 1.5 min | 0.70 GB | 2 min, 1 GB | 14 s (8 s) | 10 s |" in table
+    assert "| `99_b` | not run |  |  | 2 min, 1 GB | 30 s (12 s) **over** | 10 s |" in table  # CPU 12 s > 10 s
+    assert "Measured on" in table and "Fast mode on one thread, 2026-01-02;" in table
+
+
 def test_readme_table_is_the_one_verified_json_renders():
     data = json.loads(budgets.VERIFIED.read_text(encoding="utf-8")) if budgets.VERIFIED.exists() else {}
     text = budgets.README.read_text(encoding="utf-8")
