@@ -474,8 +474,8 @@ class Llama(CheckpointingSwitch, nn.Module):
         the logits are those of the blocks.
         """
         B = idx.shape[0]
-        H, KV, hd, M = self.config.n_head, self.config.n_kv_head, self.config.head_dim, self.config.n_mlp
-        eps, pos = self.config.norm_eps, cache.pos
+        H, KV, hd = self.config.n_head, self.config.n_kv_head, self.config.head_dim
+        eps, pos, split = self.config.norm_eps, cache.pos, (H + KV, KV)
         cache.reserve(pos + 1)
         x = self.model.embed_tokens(idx[:, 0])  # (B, C)
         rotation = self._rotation(pos, x.dtype)  # (hd, hd): a row times it turns each channel pair by its angle
@@ -484,15 +484,15 @@ class Llama(CheckpointingSwitch, nn.Module):
         k_all = cache.k[:, :, :, : pos + 1].unbind(0)  # per layer (B, KV, pos + 1, hd)
         v_all = cache.v[:, :, :, : pos + 1].unbind(0)
         for layer, (gain1, qkv_t, o_t, gain2, gate_up_t, down_t) in enumerate(plan):
-            qkv = torch.mm(_rms_rows(x, gain1, eps), qkv_t).view(B, H + 2 * KV, hd)
-            qk = torch.matmul(qkv[:, : H + KV], rotation)  # queries and keys, rotated together
-            k_new[layer].copy_(qk[:, H:])
-            v_new[layer].copy_(qkv[:, H + KV:])
+            qk, v = torch.mm(_rms_rows(x, gain1, eps), qkv_t).view(B, H + 2 * KV, hd).split(split, dim=1)
+            q, k = torch.matmul(qk, rotation).split((H, KV), dim=1)  # queries and keys, rotated together
+            k_new[layer].copy_(k)
+            v_new[layer].copy_(v)
             # the G = H / KV query heads of a group are G rows of one attention against their key/value head
-            y = F.scaled_dot_product_attention(qk[:, :H].view(B, KV, H // KV, hd), k_all[layer], v_all[layer])
-            x = torch.addmm(x, y.reshape(B, H * hd), o_t)  # x + attention output; y is (B, KV, G, hd)
-            gate_up = torch.mm(_rms_rows(x, gain2, eps), gate_up_t)  # (B, 2 n_mlp)
-            x = torch.addmm(x, F.silu(gate_up[:, :M]).mul_(gate_up[:, M:]), down_t)  # x + MLP output
+            y = F.scaled_dot_product_attention(q.view(B, KV, H // KV, hd), k_all[layer], v_all[layer])
+            x = torch.addmm(x, y.view(B, H * hd), o_t)  # x + attention output; y is (B, KV, G, hd)
+            gate, up = torch.mm(_rms_rows(x, gain2, eps), gate_up_t).chunk(2, dim=1)  # (B, n_mlp) each
+            x = torch.addmm(x, F.silu(gate).mul_(up), down_t)  # x + MLP output
         cache.pos += 1
         return self.model.norm(x)[:, None]  # (B, 1, C)
 
