@@ -398,3 +398,17 @@ def test_divergence_message_and_factor(tiny_gpt):
     later = train(tiny_gpt(), _pattern_data(), _config(lr=50.0, optimizer="sgd", grad_clip=None, steps=40,
                                                        diverge_factor=1e6))
     assert len(later.step) >= len(hist.step)
+
+
+def test_memory_is_released_before_a_large_run_only(tiny_gpt, monkeypatch):
+    import helpers.train as train_module
+
+    calls, model = [], tiny_gpt()
+    monkeypatch.setattr(train_module, "release_memory", lambda: calls.append(1))
+    nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    monkeypatch.setattr(train_module, "RELEASE_ABOVE_BYTES", nbytes + 1)  # one byte more than the model holds
+    train(model, _pattern_data(), _config(steps=1, eval_every=None))
+    assert calls == []
+    monkeypatch.setattr(train_module, "RELEASE_ABOVE_BYTES", nbytes)  # exactly its size: a large model
+    train(model, _pattern_data(), _config(steps=1, eval_every=None))
+    assert calls == [1]
