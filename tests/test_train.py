@@ -14,6 +14,7 @@ from helpers.train import (
     History,
     TrainConfig,
     accumulate_gradients,
+    backward_step,
     evaluate,
     loss_on_fixed_windows,
     make_optimizer,
@@ -398,3 +399,131 @@ def test_divergence_message_and_factor(tiny_gpt):
     later = train(tiny_gpt(), _pattern_data(), _config(lr=50.0, optimizer="sgd", grad_clip=None, steps=40,
                                                        diverge_factor=1e6))
     assert len(later.step) >= len(hist.step)
+
+
+def test_summary_takes_the_median_speed_without_the_first_step():
+    h = History(tokens_per_s=[1000.0, 50.0, 10.0, 40.0, 20.0, 30.0])  # the first step includes warm-up
+    assert h.summary()["tokens_per_s"] == 30.0  # median of 10, 20, 30, 40, 50
+    assert History(tokens_per_s=[7.0]).summary()["tokens_per_s"] == 7.0  # one step: it is all there is
+
+
+def _reference_norm(params) -> float:
+    """The global L2 norm written out: the square root of the sum of every gradient entry squared."""
+    return math.sqrt(sum(float((p.grad.double() ** 2).sum()) for p in params if p.grad is not None))
+
+
+@pytest.mark.parametrize("old_torch", [False, True])
+def test_backward_step_norm_clipping_and_defaults(tiny_gpt, monkeypatch, old_torch):
+    if old_torch:  # the torch < 2.6 path: neither fused helper exists
+        monkeypatch.delattr(torch.nn.utils, "get_total_norm")
+        monkeypatch.delattr(torch.nn.utils, "clip_grads_with_norm_")
+    model = tiny_gpt()
+    opt = make_optimizer(model, "sgd", 0.1)
+    x, y = get_batch(_pattern_data().train, 3, 16, torch.Generator().manual_seed(0))  # 3 windows: no split by 2
+    loss, norm = backward_step(model, opt, x, y, lr=0.1)  # every trainable parameter, one micro-batch
+    params = list(model.parameters())
+    assert norm.item() == pytest.approx(_reference_norm(params), rel=1e-5) and loss.item() > 0
+    # a subset given: the norm is that subset's
+    head = [model.lm_head.weight]
+    _, norm = backward_step(model, opt, x, y, lr=0.1, params=head)
+    assert norm.item() == pytest.approx(_reference_norm(head), rel=1e-5)
+    # clipping rescales every gradient to the given global norm
+    _, norm = backward_step(model, opt, x, y, lr=0.1, grad_clip=1e-3)
+    assert norm.item() > 1e-3 and _reference_norm(params) == pytest.approx(1e-3, rel=1e-4)
+    # no gradient at all: a zero norm
+    frozen = torch.nn.Parameter(torch.ones(2))
+    _, norm = backward_step(model, opt, x, y, lr=0.1, params=[frozen])
+    assert norm.shape == () and norm.item() == 0.0
+
+
+def test_loss_on_fixed_windows_defaults_and_block_size(tiny_gpt):
+    model, data = tiny_gpt(), _pattern_data()
+    expected = evaluate(model, data.val, 4, 16, 10, torch.Generator().manual_seed(0))  # 10 batches, seed 0, the window
+    assert loss_on_fixed_windows(model, data.val, 4) == expected
+    short = evaluate(model, data.val, 4, 5, 10, torch.Generator().manual_seed(0))
+    assert loss_on_fixed_windows(model, data.val, 4, block_size=5) == short != expected
+
+
+def test_train_fresh_is_quiet(tiny_gpt, capsys):
+    train_fresh(tiny_gpt, _pattern_data(), steps=2, batch_size=2, schedule="constant", eval_every=None, device="cpu")
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_the_memory_estimate_adds_the_saved_activations_without_the_parameters(tiny_gpt):
+    model, data = tiny_gpt(), _pattern_data()
+    x, y = get_batch(data.train, 4, 16, torch.Generator().manual_seed(0), "cpu")  # train()'s first windows
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved = {}
+
+    def pack(t):  # every distinct storage autograd keeps for the backward pass, parameters left out
+        if t.untyped_storage().data_ptr() not in parameters:
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model.loss(x, y)
+    del loss
+    hist = train(model, data, _config(steps=1, batch_size=4, eval_every=None))
+    assert hist.peak_memory_bytes - 16 * model.num_parameters() == sum(saved.values())  # AdamW: 16 bytes a parameter
+
+
+def test_accumulation_returns_the_mean_loss_of_the_whole_batch(tiny_gpt):
+    model = tiny_gpt()
+    x, y = get_batch(_pattern_data().train, 6, 16, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        whole = model.loss(x, y).item()
+    assert accumulate_gradients(model, x, y).item() == pytest.approx(whole, rel=1e-6)  # default: one micro-batch
+    x3, y3 = x[:3], y[:3]
+    accumulate_gradients(model, x3, y3)  # 3 windows cannot split into 2: the default takes them at once
+    model.zero_grad()
+    assert accumulate_gradients(model, x, y, grad_accum=3).item() == pytest.approx(whole, rel=1e-5)
+
+
+def test_train_names_data_of_the_wrong_type(tiny_gpt):
+    with pytest.raises(ValueError) as err:
+        train(tiny_gpt(), [1, 2, 3], _config())
+    assert str(err.value) == "data must be a TokenSplits, got list"
+
+
+def test_one_sgd_step_applies_weight_decay_to_matrices_only(tiny_gpt):
+    model, data = tiny_gpt(), _pattern_data()
+    before = copy.deepcopy(model)
+    x, y = get_batch(data.train, 4, 16, torch.Generator().manual_seed(0), "cpu")  # the run's first windows
+    before.loss(x, y).backward()
+    lr, wd = 0.1, 0.5
+    train(model, data, _config(steps=1, batch_size=4, optimizer="sgd", lr=lr, weight_decay=wd, grad_clip=None,
+                               eval_every=None))
+    for (name, p0), p1 in zip(before.named_parameters(), model.parameters()):
+        decay = wd if p0.dim() >= 2 else 0.0  # L2 added to the gradient, matrices and embeddings only
+        expected = p0 - lr * (p0.grad + decay * p0)
+        assert torch.allclose(p1, expected, atol=1e-6), name
+
+
+def test_the_windows_come_from_the_seed_alone_not_from_dropout(tiny_gpt, monkeypatch):
+    import helpers.train as train_module
+
+    def windows(dropout: float) -> list[torch.Tensor]:
+        seen = []
+        real = train_module.get_batch
+
+        def spy(*args, **kwargs):
+            x, y = real(*args, **kwargs)
+            seen.append(x.clone())
+            return x, y
+
+        monkeypatch.setattr(train_module, "get_batch", spy)
+        train(tiny_gpt(dropout=dropout), _pattern_data(), _config(steps=3, batch_size=2, eval_every=None, seed=4))
+        return seen
+
+    gen = torch.Generator().manual_seed(4)
+    expected = [get_batch(_pattern_data().train, 2, 16, gen)[0] for _ in range(3)]
+    for dropout in (0.0, 0.5):  # dropout draws from the global generator; the windows must not move
+        assert all(torch.equal(a, b) for a, b in zip(windows(dropout), expected, strict=True)), dropout
+
+
+def test_the_progress_bar_names_the_run_and_counts_the_steps(tiny_gpt, capsys):
+    train(tiny_gpt(), _pattern_data(), _config(steps=3, batch_size=2, eval_every=None, progress=True))
+    err = capsys.readouterr().err
+    assert err.startswith("\rtrain:   0%|") and " 0/3 " in err
+    assert "\n" not in err and err.rstrip("\r").rsplit("\r", 1)[-1].strip() == ""  # wiped at the end, not left
