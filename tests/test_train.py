@@ -527,3 +527,105 @@ def test_the_progress_bar_names_the_run_and_counts_the_steps(tiny_gpt, capsys):
     err = capsys.readouterr().err
     assert err.startswith("\rtrain:   0%|") and " 0/3 " in err
     assert "\n" not in err and err.rstrip("\r").rsplit("\r", 1)[-1].strip() == ""  # wiped at the end, not left
+
+
+class _Bar:
+    """Stands in for tqdm: records what the progress bar was told."""
+
+    made: list = []
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.n, self.postfix, self.closed = kwargs, 0, [], False
+        _Bar.made.append(self)
+
+    def update(self, n):
+        self.n += n
+
+    def set_postfix(self, **kwargs):
+        self.postfix.append(kwargs)
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_the_progress_bar_gets_the_steps_and_a_postfix_every_ten(tiny_gpt, monkeypatch, progress):
+    import helpers.train as train_module
+
+    monkeypatch.setattr(train_module, "tqdm", _Bar)
+    _Bar.made.clear()
+    hist = train(tiny_gpt(), _pattern_data(), _config(steps=25, batch_size=2, eval_every=None, progress=progress))
+    (bar,) = _Bar.made
+    assert bar.kwargs == {"total": 25, "disable": not progress, "desc": "train", "leave": False}
+    assert bar.n == 25 and bar.closed
+    assert bar.postfix == [{"loss": f"{hist.train_loss[k - 1]:.3f}", "lr": f"{hist.lr[k - 1]:.1e}",
+                            "tok_s": f"{hist.tokens_per_s[k - 1]:,.0f}", "refresh": False} for k in (10, 20, 25)]
+
+
+def _fake_clock(monkeypatch):
+    """train()'s clock made deterministic: every reading is 0.5 s after the one before, from 100 s."""
+    import itertools
+    import types
+
+    import helpers.train as train_module
+
+    ticks = itertools.count(100.0, 0.5)
+    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
+
+
+def test_speed_and_duration_from_the_clock(tiny_gpt, monkeypatch):
+    _fake_clock(monkeypatch)
+    hist = train(tiny_gpt(), _pattern_data(), _config(steps=3, batch_size=2, eval_every=None))
+    # readings: the start, then per step its start and end (0.5 s apart), then the end of the run
+    assert hist.tokens_per_s == [2 * 16 / 0.5] * 3
+    assert hist.seconds == 7 * 0.5
+    model = tiny_gpt()
+    with torch.no_grad():
+        model.transformer.wte.weight[0, 0] = float("nan")
+    hist = train(model, _pattern_data(), _config(steps=5, batch_size=2))
+    assert hist.tokens_per_s == [2 * 16 / 0.5]  # the diverged step is timed too
+    assert hist.message == f"diverged at step 1 (lr {hist.lr[0]:.2e}): loss nan is not finite"
+
+
+def test_divergence_is_measured_against_the_first_loss(tiny_gpt):
+    cfg = dict(lr=10.0, optimizer="sgd", grad_clip=None, eval_every=None)
+    hist = train(tiny_gpt(), _pattern_data(), _config(steps=10, diverge_factor=1.05, **cfg))
+    first = hist.train_loss[0]
+    assert hist.diverged and all(loss <= 1.05 * first for loss in hist.train_loss[:-1])
+    assert math.isfinite(hist.train_loss[-1]) and hist.train_loss[-1] > 1.05 * first
+    assert hist.message.endswith(f"> 1.05 x first loss {first:.3f}")
+    # without a factor only NaN or inf count: the same rising loss goes on
+    hist = train(tiny_gpt(), _pattern_data(), _config(steps=len(hist.step), diverge_factor=None, **cfg))
+    assert not hist.diverged and hist.train_loss[-1] > 1.05 * hist.train_loss[0]
+
+
+def test_an_equal_validation_loss_is_no_improvement(tiny_gpt):
+    # a learning rate too small to change a float32 weight: every evaluation gives the same loss
+    hist = train(tiny_gpt(), _pattern_data(), _config(steps=10, lr=1e-30, eval_every=1, patience=2))
+    assert hist.val_loss[0] == hist.val_loss[1] == hist.val_loss[2]
+    assert (hist.stopped_early, hist.best_step, hist.step[-1]) == (True, 1, 3)
+
+
+def test_on_eval_gets_the_validation_loss_and_a_full_run_says_it_restored(tiny_gpt):
+    calls = []
+    hist = train(tiny_gpt(), _pattern_data(), _config(steps=20, eval_every=5, patience=10),
+                 on_eval=lambda step, val: calls.append((step, val)))
+    assert calls == list(zip(hist.eval_step, hist.val_loss)) and len(calls) == 4
+    assert hist.message == f"restored the best weights (step {hist.best_step})"  # nothing stopped it early
+
+
+def test_the_activation_count_costs_one_forward_pass_per_run(tiny_gpt):
+    model = tiny_gpt()
+    calls = []
+    model.transformer.wte.register_forward_pre_hook(lambda module, args: calls.append(1))  # once per forward
+    train(model, _pattern_data(), _config(steps=4, batch_size=2, eval_every=None))
+    assert len(calls) == 4 + 1
+
+
+@pytest.mark.parametrize("field,value", [("eval_batches", 0), ("warmup_steps", -1), ("eval_batch_size", 0),
+                                         ("eval_seed", -1)])
+def test_counts_are_named_in_their_messages(field, value):
+    minimum = 0 if field in ("warmup_steps", "eval_seed") else 1
+    with pytest.raises(ValueError) as err:
+        _config(**{field: value})
+    assert str(err.value) == f"{field} must be an int >= {minimum}, got {value}"
