@@ -629,3 +629,50 @@ def test_counts_are_named_in_their_messages(field, value):
     with pytest.raises(ValueError) as err:
         _config(**{field: value})
     assert str(err.value) == f"{field} must be an int >= {minimum}, got {value}"
+
+
+def test_the_edges_of_the_allowed_ranges_are_accepted():
+    from helpers.runtime import MAX_SEED
+
+    cfg = _config(momentum=0.0, betas=(0.0, 0.0), min_lr_ratio=0.0, diverge_factor=1.5, eval_seed=0, seed=MAX_SEED)
+    assert (cfg.momentum, cfg.betas, cfg.min_lr_ratio, cfg.diverge_factor, cfg.seed) == (0.0, (0.0, 0.0), 0.0, 1.5,
+                                                                                         MAX_SEED)
+    assert _config(min_lr_ratio=1.0).min_lr_ratio == 1.0
+    for field, value, message in (
+            ("betas", (1.0, 0.9), "betas must be two numbers in [0, 1), got (1.0, 0.9)"),
+            ("betas", (0.9, 1.5), "betas must be two numbers in [0, 1), got (0.9, 1.5)"),
+            ("min_lr_ratio", 1.5, "min_lr_ratio must be a number in [0, 1], got 1.5"),
+            ("block_size", 0, "block_size must be an int >= 1, got 0"),
+            ("eval_every", -1, "eval_every must be an int >= 0, got -1"),
+            ("eval_seed", -1, "eval_seed must be an int >= 0, got -1"),
+            ("warmup_steps", 30, "warmup_steps must be < steps=30 for warmup_cosine, got 30 (lower warmup_steps or "
+                                 "pick another schedule)")):
+        with pytest.raises(ValueError) as err:
+            _config(**{field: value, "schedule": "warmup_cosine" if field == "warmup_steps" else "constant"})
+        assert str(err.value) == message, field
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_the_amp_switch_reaches_every_forward_pass(tiny_gpt, monkeypatch, amp):
+    """bf16 autocast only acts on CUDA, so on the CPU the switch is checked where it is handed over."""
+    import contextlib
+
+    import helpers.train as train_module
+
+    asked = []
+
+    def spy(device, enabled=True):
+        asked.append(enabled)
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(train_module, "autocast", spy)
+    model, data = tiny_gpt(), _pattern_data()
+    train(model, data, _config(steps=2, batch_size=2, grad_accum=2, eval_every=2, eval_batches=2, amp=amp))
+    # the activation count, 2 steps of 2 micro-batches, 2 evaluation batches
+    assert asked == [amp] * (1 + 2 * 2 + 2)
+    asked.clear()
+    x, y = get_batch(data.train, 2, 16, torch.Generator().manual_seed(0))
+    backward_step(model, make_optimizer(model, "sgd", 0.1), x, y, lr=0.1)
+    accumulate_gradients(model, x, y)
+    loss_on_fixed_windows(model, data.val, 2, batches=1)
+    assert asked == [True, True, True]  # on by default
