@@ -461,7 +461,7 @@ def test_a_dropping_pattern_names_what_is_lost_within_limits():
     pattern = r"[^\x00-\x08\x0e-\x1b]+"
     t = BPETokenizer([], pattern)
     dropped = [chr(c) for c in [*range(0, 9), *range(14, 28)]]
-    text = "".join(reversed(dropped)) + "abc" * 20
+    text = "".join(reversed(dropped)) + "abc" * 10 + "\x00" + "abc" * 10  # two kept pieces
     kept = "abc" * 20
     with pytest.raises(ValueError) as err:
         t.encode(text)
