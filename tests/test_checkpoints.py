@@ -826,6 +826,9 @@ def test_the_temporary_folder_sits_next_to_the_checkpoint(tmp_path, model, monke
     save_checkpoint(tmp_path / "ckpt", model)
     assert seen[0] == ("weights", [".ckpt.tmp"])
     assert ("marked", [".ckpt.new"]) in seen
+    seen.clear()  # a second save moves the first aside under the name a later load looks for
+    save_checkpoint(tmp_path / "ckpt", model)
+    assert ("moved_old", [".ckpt.new", ".ckpt.old"]) in seen and ("placed", [".ckpt.old", "ckpt"]) in seen
 
 
 def test_a_save_whose_move_another_process_finished_succeeds(tmp_path, model, monkeypatch):
