@@ -12,7 +12,8 @@ the gradient of the whole global batch and applies the same update: the copies n
     global batch = per-process micro-batch x processes x accumulation steps
 
 The backend is ``gloo`` on the CPU and ``nccl`` on CUDA GPUs. ``launch`` starts ``torchrun`` from
-Python (for notebooks and tests) and returns what rank 0 measured.
+Python (for notebooks and tests) and returns what rank 0 measured; ``train_here`` runs the same code in the
+calling process as a group of one.
 """
 
 from __future__ import annotations
@@ -167,6 +168,27 @@ def train_ddp(config: GPTConfig, tokens: torch.Tensor, steps: int, batch_size: i
             "micro_batch": micro, "grad_accum": grad_accum, "steps": steps, "losses": losses, "seconds": seconds,
             "tokens_per_s": tokens_per_step * len(timed) / sum(timed), "first_grad": first_grad,
             "params_in_sync": in_sync}
+
+
+def train_here(config: GPTConfig, tokens: torch.Tensor, steps: int, batch_size: int, grad_accum: int = 1,
+               lr: float = 3e-3, seed: int = 0, threads: int = 1) -> dict[str, Any]:
+    """``train_ddp`` in this very process, as a process group of one: the same DDP code path (gloo backend, the
+    all-reduce of one process) without starting a launcher or a new Python process, which for a short run
+    costs more than the training. The result is that of ``launch(1, ...)``. Uses ``threads`` CPU threads
+    while it runs and restores the thread count after.
+    """
+    _positive_int("threads", threads)
+    micro_batch(batch_size, 1, grad_accum)
+    if dist.is_initialized():
+        raise RuntimeError("a process group is already initialised in this process; train_here makes its own")
+    before = torch.get_num_threads()
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    torch.set_num_threads(threads)
+    try:
+        return train_ddp(config, tokens, steps, batch_size, grad_accum, lr, seed=seed)
+    finally:
+        torch.set_num_threads(before)
+        dist.destroy_process_group()
 
 
 def launch(nproc: int, config: GPTConfig, tokens: torch.Tensor, steps: int, batch_size: int, grad_accum: int = 1,

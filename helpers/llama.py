@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.modules import module as _nn_module
 from torch.utils.checkpoint import checkpoint
 
 from helpers.fused_loss import _autocast_on, linear_cross_entropy
@@ -36,6 +37,19 @@ from helpers.interface import CheckpointingSwitch, check_token_ids
 
 _RMS_NORM = getattr(F, "rms_norm", None)  # PyTorch >= 2.4
 _SDPA_GQA = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
+
+
+def _rms_rows(x: torch.Tensor, gain: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """RMSNorm of the rows of ``x`` (B, C), ``x / sqrt(mean(x^2) + eps) * gain``, in five operations (PyTorch's
+    ``rms_norm`` takes about ten on a CPU): the row norm, ``eps + norm^2 / C`` (``eps`` a (1, 1) tensor), its
+    inverse square root, and two products."""
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)  # (B, 1)
+    return (x * gain).mul_(torch.addcmul(eps, norm, norm, value=1.0 / x.shape[-1]).rsqrt_())
+
+
+def _global_hooks() -> bool:
+    """Whether forward hooks are registered for every module (``nn.modules.module.register_module_forward_hook``)."""
+    return bool(_nn_module._global_forward_hooks or _nn_module._global_forward_pre_hooks)
 
 
 def _positive_int(name: str, value: object) -> None:
@@ -381,6 +395,11 @@ class Llama(CheckpointingSwitch, nn.Module):
         """The final hidden states ``(B, T, n_embd)``, after the last RMSNorm: what the output layer reads."""
         self._check_input(idx, cache)
         T = idx.shape[1]
+        if cache is not None and T == 1 and not self.training and not torch.is_grad_enabled() \
+                and not _autocast_on(idx.device.type):
+            plan = self._decode_plan()
+            if plan is not None:
+                return self._decode_step(idx, cache, plan)
         start = cache.pos if cache is not None else 0
         if cache is not None:
             cache.reserve(start + T)
@@ -395,6 +414,98 @@ class Llama(CheckpointingSwitch, nn.Module):
         if cache is not None:
             cache.pos += T
         return self.model.norm(x)
+
+    def _decode_plan(self) -> list[tuple[torch.Tensor, ...]] | None:
+        """Per layer, the tensors one decoding step reads: (input norm gain, packed q/k/v matrix, o matrix,
+        post-attention norm gain, packed gate/up matrix, down matrix), the matrices as transposed views (in,
+        out), so that ``x @ view`` is the layer's output; None when any layer is not the plain
+        float32 layer ``pack_weights`` prepared (adapted, quantised, hooked, another dtype), and ``hidden``
+        then runs the blocks. The plan is rebuilt whenever a weight's memory changes."""
+        if _RMS_NORM is None or _global_hooks():
+            return None
+        for m in (self, self.model.embed_tokens, self.model.norm):
+            if m._forward_hooks or m._forward_pre_hooks:
+                return None
+        layers = self.model.layers
+        key = []
+        for block in layers:
+            attn, mlp = block._modules["self_attn"], block._modules["mlp"]
+            mods = (block, attn, mlp, block._modules["input_layernorm"], block._modules["post_attention_layernorm"],
+                    *(attn._modules[n] for n in ("q_proj", "k_proj", "v_proj", "o_proj")),
+                    *(mlp._modules[n] for n in ("gate_proj", "up_proj", "down_proj")))
+            for m in mods:
+                if m._forward_hooks or m._forward_pre_hooks:
+                    return None
+                w = m._parameters.get("weight")
+                key.append(id(m) if w is None else (id(m), w.data_ptr(), w.dtype))
+        norm = self.model.norm
+        key.append((id(norm), norm.weight.data_ptr()))
+        cached = self.__dict__.get("_plan")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        plan = []
+        for block in layers:
+            attn, mlp = block.self_attn, block.mlp
+            n1, n2 = block.input_layernorm, block.post_attention_layernorm
+            qkv = packed_weight(attn.q_proj, attn.k_proj, attn.v_proj)
+            gate_up = packed_weight(mlp.gate_proj, mlp.up_proj)
+            down, o = mlp.down_proj, attn.o_proj
+            if qkv is None or gate_up is None or qkv.dtype != torch.float32 \
+                    or any(type(m) is not nn.Linear or m.bias is not None for m in (o, down)) \
+                    or any(type(n) is not RMSNorm for n in (n1, n2)):
+                self.__dict__["_plan"] = None
+                return None
+            plan.append((n1.weight.detach(), qkv.t(), o.weight.detach().t(), n2.weight.detach(), gate_up.t(),
+                         down.weight.detach().t()))
+        self.__dict__["_plan"] = (key, plan)
+        return plan
+
+    def _decode_step(self, idx: torch.Tensor, cache: LlamaKVCache, plan: list[tuple[torch.Tensor, ...]]
+                     ) -> torch.Tensor:
+        """``hidden`` for one new position per sequence, (B, 1) -> (B, 1, C), at inference.
+
+        The same arithmetic as the blocks, in as few PyTorch operations as possible. Decoding one token is a
+        matrix-vector product per weight matrix, and on a CPU each small operation between two products costs
+        several microseconds, more than its arithmetic, because the product before it has pushed the
+        operation's code and data out of the caches. So: the residual additions ride in the products
+        (``addmm``); the matrices are read through transposed views made once (``_decode_plan``); queries and
+        keys rotate in one product with this position's rotation matrix; RMSNorm takes five operations; the
+        cache is sliced once per step, not per layer; no module is called. ``tests/test_llama.py`` checks that
+        the logits are those of the blocks.
+        """
+        B = idx.shape[0]
+        H, KV, hd = self.config.n_head, self.config.n_kv_head, self.config.head_dim
+        eps, pos, split = self.config.norm_eps, cache.pos, (H + KV, KV)
+        cache.reserve(pos + 1)
+        x = self.model.embed_tokens(idx[:, 0])  # (B, C)
+        rotation = self._rotation(pos, x.dtype)  # (hd, hd): a row times it turns each channel pair by its angle
+        eps = x.new_full((1, 1), eps)
+        k_new, v_new = cache.k[:, :, :, pos].unbind(0), cache.v[:, :, :, pos].unbind(0)  # per layer (B, KV, hd)
+        k_all = cache.k[:, :, :, : pos + 1].unbind(0)  # per layer (B, KV, pos + 1, hd)
+        v_all = cache.v[:, :, :, : pos + 1].unbind(0)
+        for layer, (gain1, qkv_t, o_t, gain2, gate_up_t, down_t) in enumerate(plan):
+            qk, v = torch.mm(_rms_rows(x, gain1, eps), qkv_t).view(B, H + 2 * KV, hd).split(split, dim=1)
+            q, k = torch.matmul(qk, rotation).split((H, KV), dim=1)  # queries and keys, rotated together
+            k_new[layer].copy_(k)
+            v_new[layer].copy_(v)
+            # the G = H / KV query heads of a group are G rows of one attention against their key/value head
+            y = F.scaled_dot_product_attention(q.view(B, KV, H // KV, hd), k_all[layer], v_all[layer])
+            x = torch.addmm(x, y.view(B, H * hd), o_t)  # x + attention output; y is (B, KV, G, hd)
+            gate, up = torch.mm(_rms_rows(x, gain2, eps), gate_up_t).chunk(2, dim=1)  # (B, n_mlp) each
+            x = torch.addmm(x, F.silu(gate).mul_(up), down_t)  # x + MLP output
+        cache.pos += 1
+        return self.model.norm(x)[:, None]  # (B, 1, C)
+
+    def _rotation(self, pos: int, dtype: torch.dtype) -> torch.Tensor:
+        """(head_dim, head_dim) matrix R with x @ R = apply_rope(x) at position ``pos``: column i holds cos on
+        the diagonal and the signed sin in row (i + head_dim / 2) mod head_dim, the partner channel."""
+        cos, sin = self._rope_slice(pos, 1, dtype)  # (1, hd) each
+        hd = cos.shape[1]
+        partner = self.__dict__.get("_partner")
+        if partner is None or partner.device != cos.device or partner.dtype != dtype:
+            partner = torch.eye(hd, device=cos.device, dtype=dtype).roll(hd // 2, dims=0)  # 1 at (i + hd/2, i)
+            self.__dict__["_partner"] = partner
+        return torch.addcmul(torch.diag(cos[0]), partner, sin)
 
     def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of predicting ``targets`` (B, T) from ``idx``; -100 marks ignored targets."""

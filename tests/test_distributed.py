@@ -48,3 +48,29 @@ def test_backend_choice_and_a_clear_error_outside_torchrun(monkeypatch):
     monkeypatch.delenv("RANK", raising=False)
     with pytest.raises(RuntimeError, match="torchrun"):
         distributed.init_process_group()
+
+
+def test_one_process_here_trains_as_one_launched_process_and_leaves_nothing_behind():
+    import torch.distributed as dist
+
+    tokens, seed, threads = _tokens(), 5, torch.get_num_threads()
+    here = distributed.train_here(CONFIG, tokens, steps=3, batch_size=8, grad_accum=2, seed=seed, threads=1)
+    assert torch.get_num_threads() == threads and not dist.is_initialized()
+    assert (here["world_size"], here["micro_batch"], here["backend"]) == (1, 4, "gloo")
+    launched = distributed.launch(1, CONFIG, tokens, steps=3, batch_size=8, grad_accum=2, seed=seed)
+    torch.testing.assert_close(here["first_grad"], launched["first_grad"], rtol=1e-6, atol=1e-8)
+    assert here["losses"] == pytest.approx(launched["losses"], rel=1e-6)
+    x, y = get_batch(tokens, 8, CONFIG.block_size, torch.Generator().manual_seed(seed + 1))
+    torch.testing.assert_close(here["first_grad"], distributed.full_batch_gradient(CONFIG, x, y, seed=seed),
+                               rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="threads must be a positive int, got 0"):
+        distributed.train_here(CONFIG, tokens, steps=1, batch_size=8, threads=0)
+    with pytest.raises(ValueError, match=r"grad_accum=3 .*batch_size=8"):
+        distributed.train_here(CONFIG, tokens, steps=1, batch_size=8, grad_accum=3)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:  # a group that is already running here is refused, not replaced
+        with pytest.raises(RuntimeError, match="already initialised"):
+            distributed.train_here(CONFIG, tokens, steps=1, batch_size=8)
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()

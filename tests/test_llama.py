@@ -283,3 +283,49 @@ def test_packed_weights_give_transformers_logits_and_leave_training_and_lora_alo
             hf.model.layers[i].self_attn.k_proj.weight += lora.delta_weight()
         assert packed_weight(attn.q_proj, attn.k_proj, attn.v_proj) is None
         torch.testing.assert_close(ours(x), hf(x).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_the_decoding_step_gives_the_blocks_logits_and_steps_aside_for_what_it_cannot_run():
+    from unittest import mock
+
+    from helpers.llama import LlamaBlock
+
+    hf, ours = _hf_pair(False, 10_000.0, 2, seed=11)
+    ours.pack_weights()
+    x = torch.randint(0, SMALL["vocab_size"], (2, 24))
+
+    def decode(model, blocks_may_run=True):
+        """Logits of x read as a 10-token prompt and then one token per step, with the cache."""
+        cache = model.new_cache(2)
+        out = [model(x[:, :10], cache=cache)]
+        guard = mock.patch.object(LlamaBlock, "forward", side_effect=AssertionError("a block ran"))
+        with torch.no_grad(), (mock.MagicMock() if blocks_may_run else guard):
+            out += [model(x[:, t:t + 1], cache=cache) for t in range(10, x.shape[1])]
+        return torch.cat(out, dim=1)
+
+    with torch.no_grad():
+        ref = hf(x).logits
+        fast = decode(ours, blocks_may_run=False)  # the step runs without calling a block
+        torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+        calls = []
+        hook = ours.model.layers[1].register_forward_hook(lambda *a: calls.append(1))
+        blocks = decode(ours)  # a hook must see its block run: the step steps aside
+        hook.remove()
+        assert len(calls) == 1 + 14
+        torch.testing.assert_close(fast, blocks, atol=1e-6, rtol=1e-6)
+        # new memory for a weight: the step reads the new weight, like the blocks
+        o = ours.model.layers[0].self_attn.o_proj
+        o.weight.data = o.weight.detach() * 1.5
+        hf.model.layers[0].self_attn.o_proj.weight.mul_(1.5)
+        torch.testing.assert_close(decode(ours, blocks_may_run=False), hf(x).logits, atol=1e-5, rtol=1e-5)
+    # an adapted layer with a non-zero update: the blocks run, and the update counts
+    apply_lora(ours, rank=2, alpha=4, targets=("v_proj",))
+    with torch.no_grad():
+        for i, block in enumerate(ours.model.layers):
+            block.self_attn.v_proj.lora_B.normal_()
+            hf.model.layers[i].self_attn.v_proj.weight += block.self_attn.v_proj.delta_weight()
+        assert ours._decode_plan() is None
+        torch.testing.assert_close(decode(ours), hf(x).logits, atol=1e-5, rtol=1e-5)
+    merge_lora(ours)
+    quantize_model(ours, bits=8)
+    assert ours._decode_plan() is None
