@@ -304,6 +304,11 @@ def backward_step(model: LanguageModel, optimizer: torch.optim.Optimizer, x: tor
     return loss, norm
 
 
+# A full garbage collection takes a few tenths of a second in a notebook's kernel (every live Python object is
+# visited). Before a small model's run it costs more than the run and frees nothing that matters for the peak.
+RELEASE_ABOVE_BYTES = 32 * 2**20
+
+
 def train(model: LanguageModel, data: TokenSplits, config: TrainConfig | None = None,
           on_eval: Callable[[int, float], bool | None] | None = None) -> History:
     """Train ``model`` in place on ``data.train``, evaluating on ``data.val``; returns a ``History``.
@@ -312,7 +317,8 @@ def train(model: LanguageModel, data: TokenSplits, config: TrainConfig | None = 
     (Optuna's pruning uses this). With ``patience`` set, training stops after ``patience``
     evaluations without a new best validation loss, and the model ends with its best weights.
     """
-    release_memory()  # what earlier runs freed goes back to the system before this run allocates
+    if sum(p.numel() * p.element_size() for p in model.parameters()) >= RELEASE_ABOVE_BYTES:
+        release_memory()  # what earlier runs freed goes back to the system before this large run allocates
     config = config or TrainConfig()
     if not isinstance(data, TokenSplits):
         raise ValueError(f"data must be a TokenSplits, got {type(data).__name__}")

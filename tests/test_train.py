@@ -676,3 +676,17 @@ def test_the_amp_switch_reaches_every_forward_pass(tiny_gpt, monkeypatch, amp):
     accumulate_gradients(model, x, y)
     loss_on_fixed_windows(model, data.val, 2, batches=1)
     assert asked == [True, True, True]  # on by default
+
+
+def test_memory_is_released_before_a_large_run_only(tiny_gpt, monkeypatch):
+    import helpers.train as train_module
+
+    calls, model = [], tiny_gpt()
+    monkeypatch.setattr(train_module, "release_memory", lambda: calls.append(1))
+    nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    monkeypatch.setattr(train_module, "RELEASE_ABOVE_BYTES", nbytes + 1)  # one byte more than the model holds
+    train(model, _pattern_data(), _config(steps=1, eval_every=None))
+    assert calls == []
+    monkeypatch.setattr(train_module, "RELEASE_ABOVE_BYTES", nbytes)  # exactly its size: a large model
+    train(model, _pattern_data(), _config(steps=1, eval_every=None))
+    assert calls == [1]
