@@ -771,3 +771,77 @@ def test_a_failed_save_leaves_no_temporary_folder(tmp_path, model, monkeypatch):
 def test_load_base_model_passes_the_device_on():
     with pytest.raises(ValueError, match=r"^device must be one of .*got 'tpu'$"):
         load_base_model(device="tpu")
+
+
+# -- states and races the tests above do not reach --------------------------------------------------------
+
+def test_recover_with_a_leftover_old_next_to_a_marked_new(tmp_path, model):
+    directory = _two_checkpoints(tmp_path, model)
+    save_checkpoint(tmp_path / "staging", model, extra={"which": "older"})
+    os.replace(tmp_path / "staging", tmp_path / ".ckpt.old")  # left by an earlier interrupted save
+    assert load_checkpoint(directory)[2] == {"which": "new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_a_save_over_a_checkpoint_leaves_nothing_beside_it(tmp_path, model):
+    directory = save_checkpoint(tmp_path / "ckpt", model, extra={"which": "first"})
+    save_checkpoint(directory, model, extra={"which": "second"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    assert json.loads((directory / "config.json").read_text()) == {"format": checkpoints.FORMAT, "version": 2,
+                                                                  "config": model.config.to_dict()}
+
+
+def test_loading_leaves_stale_temporary_folders_to_the_next_save(tmp_path, model):
+    directory = save_checkpoint(tmp_path / "ckpt", model)
+    stale = tmp_path / ".ckpt.tmp-999999999-x"  # a pid that cannot run
+    stale.mkdir()
+    load_checkpoint(directory)
+    assert stale.is_dir()  # loading only reads (and finishes a save); cleaning up is a saver's job
+    save_checkpoint(directory, model)
+    assert not stale.exists()
+
+
+def test_a_running_savers_folder_is_kept_and_the_saver_left_alone(tmp_path, model):
+    import subprocess
+    import sys
+
+    directory = save_checkpoint(tmp_path / "ckpt", model)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # another saving process
+    try:
+        busy = tmp_path / f".ckpt.tmp-{other.pid}-x"
+        busy.mkdir()
+        save_checkpoint(directory, model)
+        assert busy.is_dir()  # its owner still runs
+        assert other.poll() is None  # and checking it did not signal it
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_the_temporary_folder_sits_next_to_the_checkpoint(tmp_path, model, monkeypatch):
+    # so that the final renames stay on one file system (a rename across file systems is no rename)
+    seen = []
+    monkeypatch.setattr(checkpoints, "_after_step", lambda step: seen.append(
+        (step, sorted(p.name.split("-")[0] for p in tmp_path.iterdir()))))
+    save_checkpoint(tmp_path / "ckpt", model)
+    assert seen[0] == ("weights", [".ckpt.tmp"])
+    assert ("marked", [".ckpt.new"]) in seen
+    seen.clear()  # a second save moves the first aside under the name a later load looks for
+    save_checkpoint(tmp_path / "ckpt", model)
+    assert ("moved_old", [".ckpt.new", ".ckpt.old"]) in seen and ("placed", [".ckpt.old", "ckpt"]) in seen
+
+
+def test_a_save_whose_move_another_process_finished_succeeds(tmp_path, model, monkeypatch):
+    directory = save_checkpoint(tmp_path / "ckpt", model, extra={"which": "old"})
+    real = os.replace
+
+    def racing(src, dst):  # a load in another process moves .ckpt.new into place just before we do
+        if str(src).endswith(".ckpt.new") and str(dst) == str(directory):
+            real(src, dst)
+            raise FileNotFoundError(src)
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", racing)
+    save_checkpoint(directory, model, extra={"which": "new"})
+    monkeypatch.setattr(os, "replace", real)
+    assert load_checkpoint(directory)[2] == {"which": "new"}

@@ -331,3 +331,162 @@ def test_config_and_from_hf_refusals_name_the_value():
             GPT.from_hf(stand_in(**{flag: True}))
     with pytest.raises(ValueError, match="has no tensor for 'transformer.wte.weight'"):
         GPT.from_hf(stand_in(activation_function="gelu_pytorch_tanh"))  # passes the checks, lacks the weights
+
+
+# -- paths the tests above left open ------------------------------------------------------------------
+
+def test_the_cache_from_the_first_token_in_pieces_of_one_to_three():
+    # start = 1 and chunks of 2 after a start > 0 are the cases the mask logic must get right
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=12, vocab_size=23, n_layer=2, n_head=2, n_embd=16)).eval()
+    idx = torch.randint(0, 23, (2, 12))
+    full = model(idx).detach()
+    cache, pieces, t = model.new_cache(2), [], 0
+    for size in (1, 1, 2, 3, 1, 2, 2):  # gradients on, as in a training-mode caller
+        pieces.append(model(idx[:, t : t + size], cache=cache))
+        t += size
+    torch.testing.assert_close(torch.cat(pieces, dim=1).detach(), full, atol=1e-5, rtol=1e-5)
+    model.train()  # in training mode too (dropout 0): the cache is filled, never skipped
+    cache = model.new_cache(2)
+    model(idx[:, :4], cache=cache)
+    torch.testing.assert_close(model(idx[:, 4:6], cache=cache).detach(), full[:, 4:6], atol=1e-5, rtol=1e-5)
+
+
+def test_cache_rows_device_and_dtype():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=8, vocab_size=20, n_layer=1, n_head=3, n_embd=12)).eval()
+    cache = model.new_cache(1)  # one sequence is a valid batch
+    assert cache.k.shape == cache.v.shape == (1, 1, 3, 8, 4) and cache.k.dtype == torch.float32
+    cache = model.new_cache(2)
+    cache.select(torch.tensor([1]))
+    assert cache.batch_size == 1 and cache.k.shape[1] == 1
+    assert model.new_cache(1, dtype=torch.bfloat16).v.dtype == torch.bfloat16
+    assert model.to(torch.bfloat16).new_cache(1).k.dtype == torch.bfloat16  # follows the weights by default
+    meta = model.to("meta").new_cache(2)  # the meta device stands in for an accelerator
+    assert meta.k.device.type == meta.v.device.type == "meta"
+
+
+def test_attention_dropout_acts_in_training_only():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=2, n_embd=8, dropout=0.5))
+    attn = model.transformer.h[0].attn
+    attn.resid_dropout = torch.nn.Identity()  # what is left random is the attention weights' dropout
+    x = torch.randn(2, 8, 8)
+    attn.train()
+    assert not torch.allclose(attn(x, None), attn(x, None))
+    attn.eval()
+    torch.testing.assert_close(attn(x, None), attn(x, None))
+
+
+def test_gradient_checkpointing_is_off_by_default_and_changes_memory_not_results():
+    from helpers.memory import saved_activation_bytes
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=2, n_head=2, n_embd=8))
+    assert model.gradient_checkpointing is False
+    x, y = torch.randint(0, 11, (2, 8)), torch.randint(0, 11, (2, 8))
+    plain = saved_activation_bytes(lambda: model.loss(x, y), exclude=list(model.parameters()))
+    loss = model.loss(x, y)
+    loss.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.gradient_checkpointing = True
+    saved = saved_activation_bytes(lambda: model.loss(x, y), exclude=list(model.parameters()))
+    again = model.loss(x, y)
+    again.backward()
+    assert saved < plain / 2  # only each block's input is kept
+    torch.testing.assert_close(again, loss)
+    for g, p in zip(grads, model.parameters()):
+        torch.testing.assert_close(p.grad, g)
+
+
+def test_loss_takes_the_plain_way_for_any_head_the_fused_loss_cannot_see():
+    torch.manual_seed(4)
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=1, n_embd=4))
+    x, y = torch.randint(0, 11, (2, 8)), torch.randint(0, 11, (2, 8))
+    fused = model.loss(x, y)
+
+    def doubled(logits):  # cross-entropy of twice the logits, computed apart
+        return torch.nn.functional.cross_entropy(2 * logits.flatten(0, 1), y.flatten())
+
+    expected = doubled(model(x).detach())
+    handle = model.lm_head.register_forward_hook(lambda module, args, out: 2 * out)
+    torch.testing.assert_close(model.loss(x, y), expected)
+    handle.remove()
+    handle = model.lm_head.register_forward_pre_hook(lambda module, args: (2 * args[0],))
+    torch.testing.assert_close(model.loss(x, y), expected)
+    handle.remove()
+    head = torch.nn.Linear(4, 11, bias=True)  # a head with a bias: not the tied, bias-free layer
+    with torch.no_grad():
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.fill_(0.5)
+    model.lm_head = head
+    assert (model.loss(x, y) - fused).abs().item() < 1e-6  # a constant shift of every logit changes nothing
+    with torch.no_grad():
+        head.bias.copy_(torch.arange(11.0))
+    assert (model.loss(x, y) - fused).abs().item() > 1e-3
+
+
+def test_loss_message_shows_the_shape_of_a_wrong_tensor():
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=1, n_embd=4))
+    with pytest.raises(ValueError) as err:
+        model.loss(torch.zeros(2, 8, dtype=torch.long), torch.zeros(2, 7, dtype=torch.long))
+    assert str(err.value) == "targets must be a tensor with the shape of idx (2, 8), got (2, 7)"
+
+
+def test_parameter_counts_trainable_and_by_component():
+    config = GPTConfig(block_size=8, vocab_size=11, n_layer=2, n_head=2, n_embd=4, bias=True)
+    model = GPT(config)
+    C, V, T, L = 4, 11, 8, 2
+    assert model.num_parameters() == parameter_count(config) == model.num_parameters(trainable_only=True)
+    model.transformer.wpe.weight.requires_grad_(False)
+    assert model.num_parameters() == parameter_count(config)
+    assert model.num_parameters(trainable_only=True) == parameter_count(config) - T * C
+    assert model.parameter_breakdown() == {
+        "embeddings": {"weights": V * C + T * C, "biases": 0},
+        "attention": {"weights": L * (3 * C * C + C * C), "biases": L * (3 * C + C)},
+        "mlp": {"weights": L * (4 * C * C + 4 * C * C), "biases": L * (4 * C + C)},
+        "norms": {"weights": (2 * L + 1) * C, "biases": (2 * L + 1) * C},
+    }
+
+
+def test_initial_weights_follow_gpt2():
+    # GPT-2: N(0, 0.02) everywhere, the projections into the residual stream scaled by 1/sqrt(2 L)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=64, vocab_size=500, n_layer=4, n_head=4, n_embd=64))
+    residual = torch.cat([p.flatten() for n, p in model.named_parameters() if n.endswith("c_proj.weight")])
+    others = torch.cat([p.flatten() for n, p in model.named_parameters()
+                        if n.endswith("weight") and p.dim() == 2 and not n.endswith("c_proj.weight")])
+    assert residual.mean().abs().item() < 1e-3 and others.mean().abs().item() < 1e-3
+    assert residual.std().item() == pytest.approx(0.02 / (2 * 4) ** 0.5, rel=0.03)
+    assert others.std().item() == pytest.approx(0.02, rel=0.03)
+
+
+def test_from_hf_reads_the_heads_and_a_state_dict_without_the_prefix():
+    hf, ours = _hf_pair(5, n_positions=16, vocab_size=40, n_layer=1, n_head=2, n_embd=16)  # not the default 4
+    assert ours.config.n_head == 2
+    idx = torch.randint(0, 40, (1, 16))
+    expected = hf(idx).logits.detach()
+    torch.testing.assert_close(ours(idx).detach(), expected, atol=1e-5, rtol=1e-5)
+    # the state dict of GPT2Model (no "transformer." prefix) plus the output layer
+    bare = {k.removeprefix("transformer."): v for k, v in hf.state_dict().items()}
+    assert not any(k.startswith("transformer.") for k in bare)
+    torch.testing.assert_close(GPT.from_hf(bare, ours.config).eval()(idx).detach(), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError) as err:
+        GPT.from_hf(bare)
+    assert str(err.value) == "config is required when from_hf is given a state dict (n_head cannot be inferred)"
+    hf.config.scale_attn_by_inverse_layer_idx = True
+    with pytest.raises(ValueError) as err:
+        GPT.from_hf(hf)
+    assert str(err.value) == "scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn are not GPT-2 defaults"
+
+
+def test_replace_submodule_puts_the_module_at_its_dotted_name():
+    from helpers.model import replace_submodule
+
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=2, n_head=1, n_embd=4))
+    inner, top = torch.nn.Linear(4, 12), torch.nn.Linear(4, 11)
+    replace_submodule(model, "transformer.h.1.attn.c_attn", inner)
+    replace_submodule(model, "lm_head", top)
+    assert model.transformer.h[1].attn.c_attn is inner and model.lm_head is top
+    assert model.get_submodule("transformer.h.1.attn.c_attn") is inner

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from helpers.sampling import (
+    MAX_STOP_STRINGS,
     PRESETS,
     SamplingParams,
     apply_frequency_presence_penalties,
@@ -19,6 +20,7 @@ from helpers.sampling import (
     apply_top_p,
     distinct_n,
     entropy,
+    filters,
     process_logits,
     repetition_rate,
     sample_token,
@@ -441,3 +443,113 @@ def test_any_non_number_for_a_number_field_is_named():
         assert repr(value) in str(err.value)
 
     check()
+
+
+def test_repetition_penalty_of_one_seen_token_matches_transformers():
+    lp = pytest.importorskip("transformers.generation.logits_process")
+    x = torch.tensor([[2.0, -2.0, 1.0, 0.5]])
+    for seen in ([[0]], [[1]], [[3, 1]]):
+        ids = torch.tensor(seen)
+        theirs = lp.RepetitionPenaltyLogitsProcessor(penalty=1.7)(ids, x.clone())
+        assert torch.allclose(apply_repetition_penalty(x, ids, 1.7), theirs), seen
+
+
+def test_entropy_against_torch_categorical_over_the_last_dimension():
+    probs = torch.softmax(torch.randn(2, 3, 7, generator=torch.Generator().manual_seed(0)), dim=-1)
+    expected = torch.distributions.Categorical(probs=probs).entropy()  # (2, 3)
+    assert torch.allclose(entropy(probs), expected, atol=1e-6)
+    assert entropy(torch.full((4,), 0.25)).item() == pytest.approx(math.log(4))
+    assert entropy(torch.tensor([0.5, 0.5, 0.0])).item() == pytest.approx(math.log(2))  # 0 · log 0 = 0
+
+
+def test_metric_defaults_and_empty_samples():
+    # by hand: "abab" has the bigrams ab, ba, ab (2 distinct of 3) and the trigrams aba, bab (2 of 2)
+    assert distinct_n(["abab"]) == 2 / 3 == distinct_n(["abab"], 2)
+    # "abcabc": trigrams abc, bca, cab, abc, one repeat in four; its 4-grams never repeat
+    assert repetition_rate("abcabc") == 1 / 4 == repetition_rate("abcabc", 3)
+    assert repetition_rate("ab") == 0.0 and repetition_rate([]) == 0.0  # no trigram at all
+
+
+def test_source_overlap_names_both_types():
+    for text, source, types in ((1, "x", "int and str"), ("x", 2.5, "str and float")):
+        with pytest.raises(ValueError) as err:
+            source_overlap(text, source)
+        assert str(err.value) == f"text and source must be str, got {types}"
+
+
+def test_greedy_keeps_the_maximum_of_every_row():
+    x = torch.tensor([[0.0, 3.0, 1.0], [2.0, -1.0, 2.0]])
+    out = apply_temperature(x, 0.0)
+    assert out.tolist() == [[-math.inf, 3.0, -math.inf], [2.0, -math.inf, -math.inf]]  # row 2: the lower id of a tie
+
+
+def test_rows_are_processed_apart():
+    # each row is shifted by its own maximum before dividing by a tiny T: a row far below another must
+    # not underflow to -inf everywhere
+    x = torch.tensor([[1e9, 0.0], [0.0, -1.0]])
+    probs = process_logits(x, SamplingParams(temperature=1e-30)).softmax(-1)
+    assert probs.tolist() == [[1.0, 0.0], [1.0, 0.0]]
+    # one row with nothing left is an error even when the other row has tokens
+    with pytest.raises(ValueError) as err:
+        process_logits(torch.tensor([[0.0, 1.0], [-math.inf, -math.inf]]), SamplingParams())
+    assert str(err.value) == "every token was masked (all logits are -inf after processing): nothing to sample"
+
+
+def test_missing_or_one_dimensional_ids_are_an_empty_or_one_row_history():
+    x = torch.tensor([[2.0, -2.0, 1.0, 0.5]])
+    penalties = SamplingParams(repetition_penalty=2.0, frequency_penalty=0.5, presence_penalty=0.25)
+    # no ids given: nothing was seen or generated, so the penalties change nothing
+    assert torch.equal(process_logits(x, penalties), process_logits(x, SamplingParams()))
+    # no output yet: min_tokens = 1 still bans the end token
+    assert kept(process_logits(x, SamplingParams(min_tokens=1), eos_token_id=0)) == [1, 2, 3]
+    # a 1-D history is one row
+    one_d = process_logits(x, penalties, torch.tensor([0, 2]), torch.tensor([1, 1]))
+    assert torch.equal(one_d, process_logits(x, penalties, torch.tensor([[0, 2]]), torch.tensor([[1, 1]])))
+    with pytest.raises(ValueError) as err:
+        process_logits(x, {"temperature": 1.0})
+    assert str(err.value) == "params must be a SamplingParams, got dict"
+
+
+def test_every_field_is_stored_normalised_and_copied():
+    bias, stop_ids = {5: 1}, (7,)
+    p = SamplingParams(top_p=1, min_p=0, repetition_penalty=2, logit_bias=bias, stop_token_ids=stop_ids)
+    for name in ("top_p", "min_p", "repetition_penalty"):
+        assert type(getattr(p, name)) is float, name
+    assert p.logit_bias == {5: 1.0} and type(p.logit_bias[5]) is float
+    assert p.stop_token_ids == [7]
+    bias[6] = 500.0  # changing the caller's dict afterwards must not slip an unchecked bias in
+    assert p.logit_bias == {5: 1.0}
+    assert sorted(vars(p)) == sorted(f.name for f in dataclasses.fields(SamplingParams))  # nothing else stored
+
+
+def test_the_edges_of_the_allowed_ranges():
+    assert SamplingParams(logit_bias={1: -100, 2: 100}).logit_bias == {1: -100.0, 2: 100.0}
+    with pytest.raises(ValueError, match=r"^logit_bias\[1\] must be in \[-100, 100\], got -100.5$"):
+        SamplingParams(logit_bias={1: -100.5})
+    assert len(SamplingParams(stop=["a"] * MAX_STOP_STRINGS).stop) == MAX_STOP_STRINGS
+    assert SamplingParams(seed=2**63 - 1).seed == 2**63 - 1  # what torch.Generator.manual_seed takes
+    with pytest.raises(ValueError, match=r"^seed must be None or an int in \[0, 2\*\*63\), got 9223372036854775808$"):
+        SamplingParams(seed=2**63)
+    with pytest.raises(ValueError) as err:
+        SamplingParams(include_stop_str_in_output=1)
+    assert str(err.value) == "include_stop_str_in_output must be True or False, got 1"
+
+
+def test_presence_penalty_alone_and_float64_logits_follow_the_formula():
+    x = torch.tensor([[2.0, -2.0, 1.0, 0.5]], dtype=torch.float64)
+    out = apply_frequency_presence_penalties(x, torch.tensor([[1, 1, 3]]), 0.0, 1.0)
+    assert out.dtype == torch.float64 and out.tolist() == [[2.0, -3.0, 1.0, -0.5]]  # once per distinct token
+    out = apply_frequency_presence_penalties(x, torch.tensor([[1, 1, 3]]), 0.25, 1.0)
+    assert out.tolist() == [[2.0, -3.5, 1.0, -0.75]]  # 2 · 0.25 + 1 and 0.25 + 1
+    out = apply_logit_bias(x, {0: -1.5, 2: 0.25})
+    assert out.dtype == torch.float64 and out.tolist() == [[0.5, -2.0, 1.25, 0.5]]
+
+
+def test_steps_keep_their_tensors_on_the_logits_device():
+    # the meta device stands in for an accelerator: an index built on the CPU cannot be used there
+    x = torch.zeros(2, 5, device="meta")
+    assert apply_logit_bias(x, {1: 2.0}).device.type == "meta"
+    assert apply_min_tokens(x, 0, 1, [4]).device.type == "meta"
+    meta = torch.device("meta")
+    assert filters._as_ids(None, 2, meta, "prompt_ids").device.type == "meta"
+    assert filters._as_ids([1, 2], 2, meta, "prompt_ids").device.type == "meta"

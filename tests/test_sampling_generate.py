@@ -300,3 +300,71 @@ def test_a_text_prompt_without_a_tokenizer_says_how_to_fix_it(tiny_gpt):
 def test_stop_token_outside_the_vocabulary_is_named(tiny_gpt):
     with pytest.raises(ValueError, match=r"^stop_token_ids must be in \[0, vocab_size=300\), got 300$"):
         generate(tiny_gpt().eval(), [1], SamplingParams(stop_token_ids=[5, 300]))
+
+
+# -- paths the tests above do not reach ------------------------------------------------------------
+
+def test_a_tie_at_the_top_k_cut_is_redone_with_the_penalties_and_the_seed():
+    tok = StubTokenizer()
+    model = ScriptedLM([], tok.vocab_size, 1, runner_up=ord("x"))  # "x" 5, every other logit 0: a tie at the cut
+    params = SamplingParams(top_k=3, repetition_penalty=3.0, max_tokens=6, seed=1)
+    prompt = tok.encode("x")
+    a = generate(model, prompt, params, tok, n=3)
+    assert [c.token_ids for c in a] == [c.token_ids for c in generate(model, prompt, params, tok, n=3)]
+    logits = torch.zeros(1, tok.vocab_size)
+    logits[0, ord("x")] = 5.0
+    for c in a:  # each log-prob is the chosen token's under the processed distribution (penalties included)
+        for step, (t, logprob) in enumerate(zip(c.token_ids, c.logprobs)):
+            processed = process_logits(logits, params, torch.tensor([prompt]), torch.tensor([c.token_ids[:step]]),
+                                       eos_token_id=tok.eot_id)
+            assert processed.log_softmax(-1)[0, t].item() == pytest.approx(logprob, abs=1e-5)
+
+
+def test_logit_bias_forces_a_token_and_a_bad_one_is_refused_before_the_model_runs(tiny_gpt):
+    model = tiny_gpt().eval()
+    c = generate(model, [1, 2], SamplingParams(logit_bias={7: 100.0}, max_tokens=5, seed=0))
+    assert c.token_ids == [7] * 5
+    calls = []
+    handle = model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    try:
+        with pytest.raises(ValueError, match=r"^logit_bias token ids must be in \[0, vocab_size=300\), got 300$"):
+            generate(model, [1], SamplingParams(logit_bias={3: 1.0, 300: 1.0}))
+    finally:
+        handle.remove()
+    assert calls == []
+
+
+def test_default_params_tensor_prompts_and_no_text_without_a_tokenizer(tiny_gpt):
+    model = tiny_gpt().eval()
+    c = generate(model, [1, 2, 3])  # SamplingParams() by default
+    assert (len(c.token_ids), c.finish_reason) == (min(SamplingParams().max_tokens, 32 - 3), "length")
+    assert c.text is None
+    greedy = SamplingParams(temperature=0.0, max_tokens=6)
+    assert generate(model, torch.tensor([[1, 2, 3]]), greedy).token_ids == generate(model, [1, 2, 3], greedy).token_ids
+    with pytest.raises(ValueError) as err:
+        generate(model, 2.5, greedy)
+    assert str(err.value) == "prompt must be a str or a non-empty list of token ids in [0, 300), got float: 2.5"
+    with pytest.raises(ValueError) as err:
+        generate(model, [1], SamplingParams(stop=["x"]))
+    assert str(err.value) == "stop strings are matched on text and need a tokenizer (or use stop_token_ids)"
+
+
+def test_stream_gives_the_sampled_text_of_generate(tiny_gpt):
+    tok = StubTokenizer()
+    model = tiny_gpt(4, vocab_size=tok.vocab_size).eval()
+    for seed in range(3):
+        params = SamplingParams(temperature=1.0, max_tokens=12, seed=seed)
+        assert "".join(stream(model, [1, 2], params, tok)) == generate(model, [1, 2], params, tok).text
+
+
+def test_stream_releases_a_possible_stop_start_when_generation_ends():
+    model, tok = scripted(["ab", "c"], ["ab", "c"])
+    params = GREEDY.replace(stop=["cX"], max_tokens=2)
+    assert generate(model, "P", params, tok).text == "abc"
+    assert list(stream(model, "P", params, tok)) == ["ab", "c"]  # "c" could start "cX", but nothing follows
+
+
+def test_a_stop_string_twice_in_one_token_cuts_at_the_first():
+    model, tok = scripted(["a\nb\nc"], ["a\nb\nc"])
+    assert generate(model, "P", GREEDY.replace(stop=["\n"]), tok).text == "a"
+    assert generate(model, "P", GREEDY.replace(stop=["\n"], include_stop_str_in_output=True), tok).text == "a\n"

@@ -429,3 +429,56 @@ def test_from_dict_keeps_the_pattern_and_names_its_source(tok):
         with pytest.raises(ValueError) as err:
             BPETokenizer.from_dict(bad)
         assert str(err.value) == message
+
+
+def test_merges_may_name_byte_zero_but_not_themselves():
+    # id 0 (the NUL byte) is a real id: merging it with itself is a valid first merge
+    t = BPETokenizer([(0, 0), (256, 0)])
+    assert t.encode("\x00\x00\x00") == [257]
+    assert t.decode([257]) == "\x00\x00\x00"
+    # merge i may name ids below 256 + i only; the new id itself is one too far, on either side
+    for merges in ([(97, 256)], [(256, 97)], [(97, 98), (97, 257)]):
+        i, (a, b) = len(merges) - 1, merges[-1]
+        with pytest.raises(ValueError) as err:
+            BPETokenizer(merges)
+        assert str(err.value) == f"merge {i} = ({a}, {b}) refers to an id that does not exist yet"
+
+
+def test_bad_pattern_messages_name_the_type_and_the_fix():
+    with pytest.raises(ValueError) as err:
+        BPETokenizer([], 123)
+    assert str(err.value) == "pattern must be a regular expression string, got int"
+    with pytest.raises(ValueError) as err:
+        BPETokenizer([], r"(\S+)|\s+")
+    assert str(err.value) == (r"pattern '(\\S+)|\\s+' has 1 capturing group(s); write its groups as (?:...) so "
+                              "that each match is a whole piece")
+
+
+def test_a_dropping_pattern_names_what_is_lost_within_limits():
+    # passes the probe text (which has no control characters but tab, newline and return) and drops
+    # 23 control characters: the message shows the text and what comes back to 40 characters, and the
+    # first 20 lost characters in code-point order
+    pattern = r"[^\x00-\x08\x0e-\x1b]+"
+    t = BPETokenizer([], pattern)
+    dropped = [chr(c) for c in [*range(0, 9), *range(14, 28)]]
+    text = "".join(reversed(dropped)) + "abc" * 10 + "\x00" + "abc" * 10  # two kept pieces
+    kept = "abc" * 20
+    with pytest.raises(ValueError) as err:
+        t.encode(text)
+    lost = "".join(dropped[:20])
+    assert str(err.value) == (f"pattern {pattern!r} drops characters: {text[:40]!r} would come back as "
+                              f"{kept[:40]!r} (lost: {lost!r}); a pre-split pattern must match every character, "
+                              "e.g. end it with |\\s+|[^\\s]")
+    # a NUL is kept before "x" only: every character survives somewhere, yet one NUL is lost
+    t = BPETokenizer([], r"[^\x00]+|\x00(?=x)")
+    with pytest.raises(ValueError, match=re.escape("(lost: '(repeats of kept characters)')")):
+        t.encode("\x00x\x00")
+
+
+def test_the_chunk_cache_is_bounded_and_holds_the_chunk_encodings(tok, monkeypatch):
+    fresh = BPETokenizer(tok.merges)
+    monkeypatch.setattr(tokenizer_module, "_CACHE_LIMIT", 3)
+    text = " one two three four five six"
+    assert fresh.encode(text) == tok.encode(text)
+    chunks = re.findall(fresh._compiled, text)
+    assert fresh._cache == {c: tok.encode(c) for c in chunks[:3]}  # the first three, then no more

@@ -14,6 +14,7 @@ from helpers.train import (
     History,
     TrainConfig,
     accumulate_gradients,
+    backward_step,
     evaluate,
     loss_on_fixed_windows,
     make_optimizer,
@@ -398,6 +399,283 @@ def test_divergence_message_and_factor(tiny_gpt):
     later = train(tiny_gpt(), _pattern_data(), _config(lr=50.0, optimizer="sgd", grad_clip=None, steps=40,
                                                        diverge_factor=1e6))
     assert len(later.step) >= len(hist.step)
+
+
+def test_summary_takes_the_median_speed_without_the_first_step():
+    h = History(tokens_per_s=[1000.0, 10.0, 20.0, 30.0, 40.0, 50.0])  # the first step includes warm-up
+    assert h.summary()["tokens_per_s"] == 30.0  # median of 10, 20, 30, 40, 50 (one more dropped: 40)
+    assert History(tokens_per_s=[7.0]).summary()["tokens_per_s"] == 7.0  # one step: it is all there is
+
+
+def _reference_norm(params) -> float:
+    """The global L2 norm written out: the square root of the sum of every gradient entry squared."""
+    return math.sqrt(sum(float((p.grad.double() ** 2).sum()) for p in params if p.grad is not None))
+
+
+@pytest.mark.parametrize("old_torch", [False, True])
+def test_backward_step_norm_clipping_and_defaults(tiny_gpt, monkeypatch, old_torch):
+    if old_torch:  # the torch < 2.6 path: neither fused helper exists
+        monkeypatch.delattr(torch.nn.utils, "get_total_norm")
+        monkeypatch.delattr(torch.nn.utils, "clip_grads_with_norm_")
+    model = tiny_gpt()
+    opt = make_optimizer(model, "sgd", 0.1)
+    x, y = get_batch(_pattern_data().train, 3, 16, torch.Generator().manual_seed(0))  # 3 windows: no split by 2
+    loss, norm = backward_step(model, opt, x, y, lr=0.1)  # every trainable parameter, one micro-batch
+    params = list(model.parameters())
+    assert norm.item() == pytest.approx(_reference_norm(params), rel=1e-5) and loss.item() > 0
+    # a subset given: the norm is that subset's
+    head = [model.lm_head.weight]
+    _, norm = backward_step(model, opt, x, y, lr=0.1, params=head)
+    assert norm.item() == pytest.approx(_reference_norm(head), rel=1e-5)
+    # clipping rescales every gradient to the given global norm
+    _, norm = backward_step(model, opt, x, y, lr=0.1, grad_clip=1e-3)
+    assert norm.item() > 1e-3 and _reference_norm(params) == pytest.approx(1e-3, rel=1e-4)
+    # no gradient at all: a zero norm
+    frozen = torch.nn.Parameter(torch.ones(2))
+    _, norm = backward_step(model, opt, x, y, lr=0.1, params=[frozen])
+    assert norm.shape == () and norm.item() == 0.0
+
+
+def test_loss_on_fixed_windows_defaults_and_block_size(tiny_gpt):
+    model, data = tiny_gpt(), _pattern_data()
+    expected = evaluate(model, data.val, 4, 16, 10, torch.Generator().manual_seed(0))  # 10 batches, seed 0, the window
+    assert loss_on_fixed_windows(model, data.val, 4) == expected
+    short = evaluate(model, data.val, 4, 5, 10, torch.Generator().manual_seed(0))
+    assert loss_on_fixed_windows(model, data.val, 4, block_size=5) == short != expected
+
+
+def test_train_fresh_is_quiet(tiny_gpt, capsys):
+    train_fresh(tiny_gpt, _pattern_data(), steps=2, batch_size=2, schedule="constant", eval_every=None, device="cpu")
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_the_memory_estimate_adds_the_saved_activations_without_the_parameters(tiny_gpt):
+    model, data = tiny_gpt(), _pattern_data()
+    x, y = get_batch(data.train, 4, 16, torch.Generator().manual_seed(0), "cpu")  # train()'s first windows
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved = {}
+
+    def pack(t):  # every distinct storage autograd keeps for the backward pass, parameters left out
+        if t.untyped_storage().data_ptr() not in parameters:
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model.loss(x, y)
+    del loss
+    hist = train(model, data, _config(steps=1, batch_size=4, eval_every=None))
+    assert hist.peak_memory_bytes - 16 * model.num_parameters() == sum(saved.values())  # AdamW: 16 bytes a parameter
+
+
+def test_accumulation_returns_the_mean_loss_of_the_whole_batch(tiny_gpt):
+    model = tiny_gpt()
+    x, y = get_batch(_pattern_data().train, 6, 16, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        whole = model.loss(x, y).item()
+    assert accumulate_gradients(model, x, y).item() == pytest.approx(whole, rel=1e-6)  # default: one micro-batch
+    x3, y3 = x[:3], y[:3]
+    accumulate_gradients(model, x3, y3)  # 3 windows cannot split into 2: the default takes them at once
+    model.zero_grad()
+    assert accumulate_gradients(model, x, y, grad_accum=3).item() == pytest.approx(whole, rel=1e-5)
+
+
+def test_train_names_data_of_the_wrong_type(tiny_gpt):
+    with pytest.raises(ValueError) as err:
+        train(tiny_gpt(), [1, 2, 3], _config())
+    assert str(err.value) == "data must be a TokenSplits, got list"
+
+
+def test_one_sgd_step_applies_weight_decay_to_matrices_only(tiny_gpt):
+    model, data = tiny_gpt(), _pattern_data()
+    before = copy.deepcopy(model)
+    x, y = get_batch(data.train, 4, 16, torch.Generator().manual_seed(0), "cpu")  # the run's first windows
+    before.loss(x, y).backward()
+    lr, wd = 0.1, 0.5
+    train(model, data, _config(steps=1, batch_size=4, optimizer="sgd", lr=lr, weight_decay=wd, grad_clip=None,
+                               eval_every=None))
+    for (name, p0), p1 in zip(before.named_parameters(), model.parameters()):
+        decay = wd if p0.dim() >= 2 else 0.0  # L2 added to the gradient, matrices and embeddings only
+        expected = p0 - lr * (p0.grad + decay * p0)
+        assert torch.allclose(p1, expected, atol=1e-6), name
+
+
+def test_the_windows_come_from_the_seed_alone_not_from_dropout(tiny_gpt, monkeypatch):
+    import helpers.train as train_module
+
+    def windows(dropout: float) -> list[torch.Tensor]:
+        seen = []
+        real = train_module.get_batch
+
+        def spy(*args, **kwargs):
+            x, y = real(*args, **kwargs)
+            seen.append(x.clone())
+            return x, y
+
+        monkeypatch.setattr(train_module, "get_batch", spy)
+        train(tiny_gpt(dropout=dropout), _pattern_data(), _config(steps=3, batch_size=2, eval_every=None, seed=4))
+        return seen
+
+    gen = torch.Generator().manual_seed(4)
+    expected = [get_batch(_pattern_data().train, 2, 16, gen)[0] for _ in range(3)]
+    for dropout in (0.0, 0.5):  # dropout draws from the global generator; the windows must not move
+        assert all(torch.equal(a, b) for a, b in zip(windows(dropout), expected, strict=True)), dropout
+
+
+def test_the_progress_bar_names_the_run_and_counts_the_steps(tiny_gpt, capsys):
+    train(tiny_gpt(), _pattern_data(), _config(steps=3, batch_size=2, eval_every=None, progress=True))
+    err = capsys.readouterr().err
+    assert err.startswith("\rtrain:   0%|") and " 0/3 " in err
+    assert "\n" not in err and err.rstrip("\r").rsplit("\r", 1)[-1].strip() == ""  # wiped at the end, not left
+
+
+class _Bar:
+    """Stands in for tqdm: records what the progress bar was told."""
+
+    made: list = []
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.n, self.postfix, self.closed = kwargs, 0, [], False
+        _Bar.made.append(self)
+
+    def update(self, n):
+        self.n += n
+
+    def set_postfix(self, **kwargs):
+        self.postfix.append(kwargs)
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_the_progress_bar_gets_the_steps_and_a_postfix_every_ten(tiny_gpt, monkeypatch, progress):
+    import helpers.train as train_module
+
+    monkeypatch.setattr(train_module, "tqdm", _Bar)
+    _Bar.made.clear()
+    hist = train(tiny_gpt(), _pattern_data(), _config(steps=25, batch_size=2, eval_every=None, progress=progress))
+    (bar,) = _Bar.made
+    assert bar.kwargs == {"total": 25, "disable": not progress, "desc": "train", "leave": False}
+    assert bar.n == 25 and bar.closed
+    assert bar.postfix == [{"loss": f"{hist.train_loss[k - 1]:.3f}", "lr": f"{hist.lr[k - 1]:.1e}",
+                            "tok_s": f"{hist.tokens_per_s[k - 1]:,.0f}", "refresh": False} for k in (10, 20, 25)]
+
+
+def _fake_clock(monkeypatch):
+    """train()'s clock made deterministic: every reading is 0.5 s after the one before, from 100 s."""
+    import itertools
+    import types
+
+    import helpers.train as train_module
+
+    ticks = itertools.count(100.0, 0.5)
+    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
+
+
+def test_speed_and_duration_from_the_clock(tiny_gpt, monkeypatch):
+    _fake_clock(monkeypatch)
+    hist = train(tiny_gpt(), _pattern_data(), _config(steps=3, batch_size=2, eval_every=None))
+    # readings: the start, then per step its start and end (0.5 s apart), then the end of the run
+    assert hist.tokens_per_s == [2 * 16 / 0.5] * 3
+    assert hist.seconds == 7 * 0.5
+    model = tiny_gpt()
+    with torch.no_grad():
+        model.transformer.wte.weight[0, 0] = float("nan")
+    hist = train(model, _pattern_data(), _config(steps=5, batch_size=2))
+    assert hist.tokens_per_s == [2 * 16 / 0.5]  # the diverged step is timed too
+    assert hist.message == f"diverged at step 1 (lr {hist.lr[0]:.2e}): loss nan is not finite"
+
+
+def test_divergence_is_measured_against_the_first_loss(tiny_gpt):
+    cfg = dict(lr=10.0, optimizer="sgd", grad_clip=None, eval_every=None)
+    hist = train(tiny_gpt(), _pattern_data(), _config(steps=10, diverge_factor=1.05, **cfg))
+    first = hist.train_loss[0]
+    assert hist.diverged and all(loss <= 1.05 * first for loss in hist.train_loss[:-1])
+    assert math.isfinite(hist.train_loss[-1]) and hist.train_loss[-1] > 1.05 * first
+    assert hist.message.endswith(f"> 1.05 x first loss {first:.3f}")
+    # without a factor only NaN or inf count: the same rising loss goes on
+    hist = train(tiny_gpt(), _pattern_data(), _config(steps=len(hist.step), diverge_factor=None, **cfg))
+    assert not hist.diverged and hist.train_loss[-1] > 1.05 * hist.train_loss[0]
+
+
+def test_an_equal_validation_loss_is_no_improvement(tiny_gpt):
+    # a learning rate too small to change a float32 weight: every evaluation gives the same loss
+    hist = train(tiny_gpt(), _pattern_data(), _config(steps=10, lr=1e-30, eval_every=1, patience=2))
+    assert hist.val_loss[0] == hist.val_loss[1] == hist.val_loss[2]
+    assert (hist.stopped_early, hist.best_step, hist.step[-1]) == (True, 1, 3)
+
+
+def test_on_eval_gets_the_validation_loss_and_a_full_run_says_it_restored(tiny_gpt):
+    calls = []
+    hist = train(tiny_gpt(), _pattern_data(), _config(steps=20, eval_every=5, patience=10),
+                 on_eval=lambda step, val: calls.append((step, val)))
+    assert calls == list(zip(hist.eval_step, hist.val_loss)) and len(calls) == 4
+    assert hist.message == f"restored the best weights (step {hist.best_step})"  # nothing stopped it early
+
+
+def test_the_activation_count_costs_one_forward_pass_per_run(tiny_gpt):
+    model = tiny_gpt()
+    calls = []
+    model.transformer.wte.register_forward_pre_hook(lambda module, args: calls.append(1))  # once per forward
+    train(model, _pattern_data(), _config(steps=4, batch_size=2, eval_every=None))
+    assert len(calls) == 4 + 1
+
+
+@pytest.mark.parametrize("field,value", [("eval_batches", 0), ("warmup_steps", -1), ("eval_batch_size", 0),
+                                         ("eval_seed", -1)])
+def test_counts_are_named_in_their_messages(field, value):
+    minimum = 0 if field in ("warmup_steps", "eval_seed") else 1
+    with pytest.raises(ValueError) as err:
+        _config(**{field: value})
+    assert str(err.value) == f"{field} must be an int >= {minimum}, got {value}"
+
+
+def test_the_edges_of_the_allowed_ranges_are_accepted():
+    from helpers.runtime import MAX_SEED
+
+    cfg = _config(momentum=0.0, betas=(0.0, 0.0), min_lr_ratio=0.0, diverge_factor=1.5, eval_seed=0, seed=MAX_SEED)
+    assert (cfg.momentum, cfg.betas, cfg.min_lr_ratio, cfg.diverge_factor, cfg.seed) == (0.0, (0.0, 0.0), 0.0, 1.5,
+                                                                                         MAX_SEED)
+    assert _config(min_lr_ratio=1.0).min_lr_ratio == 1.0
+    for field, value, message in (
+            ("betas", (1.0, 0.9), "betas must be two numbers in [0, 1), got (1.0, 0.9)"),
+            ("betas", (0.9, 1.5), "betas must be two numbers in [0, 1), got (0.9, 1.5)"),
+            ("min_lr_ratio", 1.5, "min_lr_ratio must be a number in [0, 1], got 1.5"),
+            ("block_size", 0, "block_size must be an int >= 1, got 0"),
+            ("eval_every", -1, "eval_every must be an int >= 0, got -1"),
+            ("eval_seed", -1, "eval_seed must be an int >= 0, got -1"),
+            ("warmup_steps", 30, "warmup_steps must be < steps=30 for warmup_cosine, got 30 (lower warmup_steps or "
+                                 "pick another schedule)")):
+        with pytest.raises(ValueError) as err:
+            _config(**{field: value, "schedule": "warmup_cosine" if field == "warmup_steps" else "constant"})
+        assert str(err.value) == message, field
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_the_amp_switch_reaches_every_forward_pass(tiny_gpt, monkeypatch, amp):
+    """bf16 autocast only acts on CUDA, so on the CPU the switch is checked where it is handed over."""
+    import contextlib
+
+    import helpers.train as train_module
+
+    asked = []
+
+    def spy(device, enabled=True):
+        asked.append(enabled)
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(train_module, "autocast", spy)
+    model, data = tiny_gpt(), _pattern_data()
+    train(model, data, _config(steps=2, batch_size=2, grad_accum=2, eval_every=2, eval_batches=2, amp=amp))
+    # the activation count, 2 steps of 2 micro-batches, 2 evaluation batches
+    assert asked == [amp] * (1 + 2 * 2 + 2)
+    asked.clear()
+    x, y = get_batch(data.train, 2, 16, torch.Generator().manual_seed(0))
+    backward_step(model, make_optimizer(model, "sgd", 0.1), x, y, lr=0.1)
+    accumulate_gradients(model, x, y)
+    loss_on_fixed_windows(model, data.val, 2, batches=1)
+    assert asked == [True, True, True]  # on by default
 
 
 def test_memory_is_released_before_a_large_run_only(tiny_gpt, monkeypatch):

@@ -355,3 +355,22 @@ def test_every_trial_is_validated_on_the_same_windows_whatever_its_batch_size_an
         assert history.eval_step == [4, 8, 12]
         assert history.val_loss[-1] == pytest.approx(objective.validate(model), rel=1e-6)
         assert history.best_val_loss == min(history.val_loss)
+
+
+def test_refine_space_keeps_ints_on_their_grid_and_layer_counts_positive():
+    space = {"width": {"type": "int", "low": 16, "high": 128, "step": 16},
+             "layers": {"type": "int", "low": 1, "high": 6},
+             "act": {"type": "categorical", "choices": ["gelu", "relu", "tanh"]}}
+    study = optuna.create_study()
+    tried = [(32, 1, "gelu", 1.0), (64, 2, "relu", 2.0), (48, 2, "gelu", 3.0), (128, 6, "tanh", 9.0)]
+    for width, layers, act, _ in tried:
+        study.enqueue_trial({"width": width, "layers": layers, "act": act})
+    values = {(w, n, a): v for w, n, a, v in tried}
+    study.optimize(lambda t: values[tuple(tuning.suggest(t, space).values())], n_trials=len(tried))
+    finer = tuning.refine_space(space, study, top_k=3)
+    # by hand, the three best: widths 32..64, span 32, a quarter of it on each side gives 24..72, widened
+    # to the grid of 16 from 16: 16..80; layers 1..2, +-0.25 gives 0.75..2.25, whole numbers 0..3, and a
+    # layer count stays >= 1: 1..3; the choices the three used
+    assert finer == {"width": {"type": "int", "low": 16, "high": 80, "log": False, "step": 16},
+                     "layers": {"type": "int", "low": 1, "high": 3, "log": False},
+                     "act": {"type": "categorical", "choices": ["gelu", "relu"]}}

@@ -55,10 +55,12 @@ def test_two_workers_complete_exactly_the_requested_trials(tmp_path, kind):
     workers = [_worker(url, n, seed, sleep=0.05) for seed in (1, 2)]  # started together on a new file
     outputs = [_finish(w) for w in workers]
     done = _check_exactly(_study(url), n)
-    by_worker = {t.user_attrs["worker"] for t in done}
-    assert by_worker == {w.pid for w in workers}, "both workers should have taken part"
-    finished = sum(int(out.split("finished ")[1].split()[0]) for out in outputs)
-    assert finished == n
+    # each worker's own count matches the trials that carry its pid (one that started late may have
+    # found nothing left to do: whether both take part is a race, not part of the contract)
+    for w, out in zip(workers, outputs):
+        finished = int(out.split("finished ")[1].split()[0])
+        assert finished == sum(t.user_attrs["worker"] == w.pid for t in done), out
+    assert {t.user_attrs["worker"] for t in done} <= {w.pid for w in workers}
 
 
 def test_a_killed_worker_loses_no_trial_and_the_study_resumes(tmp_path):
@@ -74,6 +76,9 @@ def test_a_killed_worker_loses_no_trial_and_the_study_resumes(tmp_path):
             continue
         if sum(t.state == TrialState.COMPLETE for t in trials) >= 2 and trials[-1].state == TrialState.RUNNING:
             break
+    else:
+        victim.kill()
+        pytest.fail("the worker never reached the state to kill it in (two trials done, one running) within 30 s")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     before = {t.number: t.value for t in _study(url).trials if t.state == TrialState.COMPLETE}
@@ -127,6 +132,9 @@ def test_journal_worker_killed_mid_trial_is_failed_and_retried(tmp_path):
             continue
         if sum(t.state == TrialState.COMPLETE for t in trials) >= 1 and trials[-1].state == TrialState.RUNNING:
             break
+    else:
+        victim.kill()
+        pytest.fail("the worker never reached the state to kill it in (a trial done, one running) within 60 s")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     killed = [t.number for t in _study(url).trials if t.state == TrialState.RUNNING]
