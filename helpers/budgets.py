@@ -410,7 +410,7 @@ def render_table(data: dict) -> str:
     if fast_dates:
         note += ("\n\n" if not note else " ") + (f"Fast mode on one thread, "
                  f"{fast_dates[0]}{' to ' + fast_dates[-1] if len(fast_dates) > 1 else ''}; its budget is checked on "
-                 f"the CPU time in brackets, which other processes on the machine hardly change.")
+                 f"the CPU time in brackets, which other processes on the machine change far less than the wall time.")
     return "\n".join(rows) + note
 
 
