@@ -690,3 +690,16 @@ def test_memory_is_released_before_a_large_run_only(tiny_gpt, monkeypatch):
     monkeypatch.setattr(train_module, "RELEASE_ABOVE_BYTES", nbytes)  # exactly its size: a large model
     train(model, _pattern_data(), _config(steps=1, eval_every=None))
     assert calls == [1]
+
+
+@pytest.mark.parametrize("second_loss,diverges", [(2.0, False), (2.0 + 2.0**-22, True)])  # the next float32 above 2
+def test_a_loss_exactly_at_the_divergence_limit_is_not_divergence(tiny_gpt, second_loss, diverges):
+    model = tiny_gpt()
+    real = model.loss
+    # the loss the training sees, step by step: the first call is train()'s activation count on the CPU
+    scripted = iter([1.0, 1.0, second_loss, 1.0, 1.0])
+    model.loss = lambda x, y: real(x, y) * 0.0 + next(scripted)
+    hist = train(model, _pattern_data(), _config(steps=3, eval_every=None, diverge_factor=2.0))
+    assert hist.train_loss[:2] == [1.0, second_loss]
+    assert hist.diverged is diverges
+    assert len(hist.step) == (2 if diverges else 3)
