@@ -490,3 +490,23 @@ def test_replace_submodule_puts_the_module_at_its_dotted_name():
     replace_submodule(model, "lm_head", top)
     assert model.transformer.h[1].attn.c_attn is inner and model.lm_head is top
     assert model.get_submodule("transformer.h.1.attn.c_attn") is inner
+
+
+def test_under_cpu_autocast_the_loss_runs_the_plain_output_layer(monkeypatch):
+    """Mixed precision takes the plain way (output layer, then cross-entropy on float32 logits); the fused
+    loss, which computes in the weights' precision, is for full-precision runs only."""
+    import helpers.model as model_module
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=8, vocab_size=40, n_layer=1, n_head=2, n_embd=16))
+    x = torch.randint(0, 40, (2, 8))
+    fused_calls = []
+    real_fused = model_module.linear_cross_entropy
+    monkeypatch.setattr(model_module, "linear_cross_entropy", lambda *a, **k: fused_calls.append(1) or real_fused(*a, **k))
+    model.loss(x, x)
+    assert fused_calls == [1]  # full precision: the fused loss
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = model.loss(x, x)
+        want = torch.nn.functional.cross_entropy(model(x).flatten(0, 1).float(), x.flatten())
+    assert fused_calls == [1]  # mixed precision: not the fused loss
+    torch.testing.assert_close(mixed, want, rtol=0, atol=0)
