@@ -39,12 +39,12 @@ _RMS_NORM = getattr(F, "rms_norm", None)  # PyTorch >= 2.4
 _SDPA_GQA = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
 
 
-def _rms_rows(x: torch.Tensor, gain: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """RMSNorm of the rows of ``x`` (B, C), ``x / sqrt(mean(x^2) + eps) * gain``, in five operations (PyTorch's
-    ``rms_norm`` takes about ten on a CPU): the row norm, ``eps + norm^2 / C`` (``eps`` a (1, 1) tensor), its
-    inverse square root, and two products."""
+def _rms_rows(x: torch.Tensor, gain: torch.Tensor, root_eps: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """RMSNorm of the rows of ``x`` (B, C), ``x * gain / sqrt(mean(x^2) + eps)``, in four operations for the
+    decoding step (PyTorch's ``rms_norm`` takes about ten on a CPU), rearranged as ``sqrt(C) * (x * gain) /
+    hypot(|x|, sqrt(eps * C))``; ``root_eps`` is sqrt(eps * C) and ``zero`` a 0, both (1, 1) tensors."""
     norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)  # (B, 1)
-    return (x * gain).mul_(torch.addcmul(eps, norm, norm, value=1.0 / x.shape[-1]).rsqrt_())
+    return torch.addcdiv(zero, x * gain, torch.hypot(norm, root_eps), value=math.sqrt(x.shape[-1]))
 
 
 def _global_hooks() -> bool:
@@ -146,6 +146,7 @@ class LlamaKVCache:
         self.v = torch.zeros(self._shape, device=device, dtype=dtype)
         self.batch_size = batch_size
         self.pos = 0  # positions filled so far
+        self.step_buffers: _StepBuffers | None = None  # the decoding step's work space (``Llama._decode_step``)
 
     @property
     def capacity(self) -> int:
@@ -170,11 +171,39 @@ class LlamaKVCache:
         self.k = self.k[:, rows]
         self.v = self.v[:, rows]
         self.batch_size = self.k.shape[1]
+        self.step_buffers = None  # sized for the old batch
 
     @property
     def nbytes(self) -> int:
         """Bytes the cache holds now."""
         return 2 * self.k.numel() * self.k.element_size()
+
+
+class _StepBuffers:
+    """The tensors one decoding step writes into, made once per cache and batch size, with the views of them
+    that each operation reads: the products write into memory that is already there (``out=``) instead of
+    asking the allocator for fresh blocks, and no view is made per layer."""
+
+    def __init__(self, config: LlamaConfig, B: int, like: torch.Tensor):
+        H, KV, hd = config.n_head, config.n_kv_head, config.head_dim
+        G = H // KV
+        self.batch_size, self.dtype, self.device = B, like.dtype, like.device
+        self.qkv = like.new_empty(B, (H + 2 * KV) * hd)  # the packed q/k/v product
+        heads = self.qkv.view(B, H + 2 * KV, hd)
+        self.qk = heads[:, : H + KV]  # (B, H + KV, hd): the rows RoPE turns
+        self.v = heads[:, H + KV:]  # (B, KV, hd)
+        self.turned = like.new_empty(B, H + KV, hd)  # queries and keys after RoPE
+        self.q = self.turned[:, :H].view(KV, G, hd) if B == 1 else None  # (B * KV, G, hd) when B = 1
+        self.k = self.turned[:, H:]  # (B, KV, hd)
+        self.y = like.new_empty(B * KV, G, hd)  # the attention's output
+        self.y_rows = self.y.view(B, H * hd)
+        self.gate_up = like.new_empty(B, 2 * config.n_mlp)
+        self.gate, self.up = self.gate_up.chunk(2, dim=1)  # (B, n_mlp) each
+        self.zero = like.new_zeros(1, 1)  # broadcasts to the rows of RMSNorm and to the attention scores
+        self.root_eps = like.new_full((1, 1), math.sqrt(config.norm_eps * config.n_embd))
+
+    def fits(self, B: int, like: torch.Tensor) -> bool:
+        return self.batch_size == B and self.dtype == like.dtype and self.device == like.device
 
 
 class RMSNorm(nn.Module):
@@ -421,7 +450,8 @@ class Llama(CheckpointingSwitch, nn.Module):
         out), so that ``x @ view`` is the layer's output; None when any layer is not the plain
         float32 layer ``pack_weights`` prepared (adapted, quantised, hooked, another dtype), and ``hidden``
         then runs the blocks. The plan is rebuilt whenever a weight's memory changes."""
-        if _RMS_NORM is None or _global_hooks():
+        if _RMS_NORM is None or _global_hooks() or type(self.model.norm) is not RMSNorm \
+                or type(self.model.embed_tokens) is not nn.Embedding:  # the step adds into its output in place
             return None
         for m in (self, self.model.embed_tokens, self.model.norm):
             if m._forward_hooks or m._forward_pre_hooks:
@@ -467,34 +497,42 @@ class Llama(CheckpointingSwitch, nn.Module):
         The same arithmetic as the blocks, in as few PyTorch operations as possible. Decoding one token is a
         matrix-vector product per weight matrix, and on a CPU each small operation between two products costs
         several microseconds, more than its arithmetic, because the product before it has pushed the
-        operation's code and data out of the caches. So: the residual additions ride in the products
-        (``addmm``); the matrices are read through transposed views made once (``_decode_plan``); queries and
-        keys rotate in one product with this position's rotation matrix; RMSNorm takes five operations; the
-        cache is sliced once per step, not per layer; no module is called. ``tests/test_llama.py`` checks that
-        the logits are those of the blocks.
+        operation's code and data out of the caches. So: the residual additions ride in the products, in place
+        (``addmm_``); the products write into buffers kept with the cache (``_StepBuffers``), read through views
+        made once; the matrices are read through transposed views made once (``_decode_plan``); queries and keys
+        rotate in one product with this position's rotation matrix; RMSNorm takes four operations, attention
+        three; the cache is sliced once per step, not per layer; no module is called. ``tests/test_llama.py``
+        checks that the logits are those of the blocks.
         """
         B = idx.shape[0]
         H, KV, hd = self.config.n_head, self.config.n_kv_head, self.config.head_dim
-        eps, pos, split = self.config.norm_eps, cache.pos, (H + KV, KV)
+        pos = cache.pos
         cache.reserve(pos + 1)
-        x = self.model.embed_tokens(idx[:, 0])  # (B, C)
+        x = self.model.embed_tokens(idx[:, 0])  # (B, C), a new tensor the residual additions may write into
+        buf = cache.step_buffers
+        if buf is None or not buf.fits(B, x):
+            buf = cache.step_buffers = _StepBuffers(self.config, B, x)
+        zero, root_eps = buf.zero, buf.root_eps
         rotation = self._rotation(pos, x.dtype)  # (hd, hd): a row times it turns each channel pair by its angle
-        eps = x.new_full((1, 1), eps)
+        rope_in, rope_out = (buf.qk[0], buf.turned[0]) if B == 1 else (buf.qk, buf.turned)
         k_new, v_new = cache.k[:, :, :, pos].unbind(0), cache.v[:, :, :, pos].unbind(0)  # per layer (B, KV, hd)
-        k_all = cache.k[:, :, :, : pos + 1].unbind(0)  # per layer (B, KV, pos + 1, hd)
-        v_all = cache.v[:, :, :, : pos + 1].unbind(0)
+        keys = cache.k[:, :, :, : pos + 1].flatten(1, 2).transpose(2, 3).unbind(0)  # per layer (B * KV, hd, S)
+        values = cache.v[:, :, :, : pos + 1].flatten(1, 2).unbind(0)  # per layer (B * KV, S, hd)
+        scale = hd ** -0.5
         for layer, (gain1, qkv_t, o_t, gain2, gate_up_t, down_t) in enumerate(plan):
-            qk, v = torch.mm(_rms_rows(x, gain1, eps), qkv_t).view(B, H + 2 * KV, hd).split(split, dim=1)
-            q, k = torch.matmul(qk, rotation).split((H, KV), dim=1)  # queries and keys, rotated together
-            k_new[layer].copy_(k)
-            v_new[layer].copy_(v)
-            # the G = H / KV query heads of a group are G rows of one attention against their key/value head
-            y = F.scaled_dot_product_attention(q.view(B, KV, H // KV, hd), k_all[layer], v_all[layer])
-            x = torch.addmm(x, y.view(B, H * hd), o_t)  # x + attention output; y is (B, KV, G, hd)
-            gate, up = torch.mm(_rms_rows(x, gain2, eps), gate_up_t).chunk(2, dim=1)  # (B, n_mlp) each
-            x = torch.addmm(x, F.silu(gate).mul_(up), down_t)  # x + MLP output
+            torch.mm(_rms_rows(x, gain1, root_eps, zero), qkv_t, out=buf.qkv)
+            torch.matmul(rope_in, rotation, out=rope_out)  # queries and keys, rotated together
+            k_new[layer].copy_(buf.k)
+            v_new[layer].copy_(buf.v)
+            # G = H / KV query heads share a key/value head: G rows of one attention, in a batch of B * KV
+            q = buf.q if B == 1 else buf.turned[:, :H].reshape(B * KV, H // KV, hd)  # a copy when B > 1
+            scores = torch.baddbmm(zero, q, keys[layer], beta=0, alpha=scale)  # (B * KV, G, S)
+            torch.bmm(scores.softmax(-1), values[layer], out=buf.y)  # (B * KV, G, hd)
+            x.addmm_(buf.y_rows, o_t)  # x + attention output
+            torch.mm(_rms_rows(x, gain2, root_eps, zero), gate_up_t, out=buf.gate_up)
+            x.addmm_(F.silu(buf.gate).mul_(buf.up), down_t)  # x + MLP output
         cache.pos += 1
-        return self.model.norm(x)[:, None]  # (B, 1, C)
+        return _rms_rows(x, self.model.norm.weight, root_eps, zero)[:, None]  # (B, 1, C)
 
     def _rotation(self, pos: int, dtype: torch.dtype) -> torch.Tensor:
         """(head_dim, head_dim) matrix R with x @ R = apply_rope(x) at position ``pos``: column i holds cos on

@@ -329,3 +329,21 @@ def test_the_decoding_step_gives_the_blocks_logits_and_steps_aside_for_what_it_c
     merge_lora(ours)
     quantize_model(ours, bits=8)
     assert ours._decode_plan() is None
+
+
+def test_the_decoding_step_follows_a_batch_whose_rows_finish_at_different_times():
+    import copy
+
+    torch.manual_seed(5)
+    blocks = Llama(LlamaConfig(**SMALL)).eval()
+    fast = copy.deepcopy(blocks).pack_weights()  # packed: the decoding step runs; unpacked: the blocks
+    assert fast._decode_plan() is not None and blocks._decode_plan() is None
+    tok = Chars()
+    params = SamplingParams(temperature=1.5, max_tokens=20, seed=4, stop_token_ids=[tok.alphabet.index(" ")])
+    a = generate(fast, "the cat", params, tokenizer=tok, n=6)
+    b = generate(blocks, "the cat", params, tokenizer=tok, n=6)
+    # rows left the batch one by one, so the step's buffers were remade for each smaller batch
+    assert len({len(c.token_ids) for c in a}) >= 3
+    assert [c.token_ids for c in a] == [c.token_ids for c in b]
+    torch.testing.assert_close(torch.tensor([x for c in a for x in c.logprobs]),
+                               torch.tensor([x for c in b for x in c.logprobs]), atol=1e-5, rtol=1e-5)
