@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -50,6 +51,25 @@ def _rms_rows(x: torch.Tensor, gain: torch.Tensor, root_eps: torch.Tensor, zero:
 def _global_hooks() -> bool:
     """Whether forward hooks are registered for every module (``nn.modules.module.register_module_forward_hook``)."""
     return bool(_nn_module._global_forward_hooks or _nn_module._global_forward_pre_hooks)
+
+
+_REGISTRATIONS = [0]  # submodules and parameters registered by any module so far (see Llama._decode_plan)
+
+
+def _count_registration(*_args: object) -> None:
+    _REGISTRATIONS[0] += 1
+
+
+_nn_module.register_module_module_registration_hook(_count_registration)
+_nn_module.register_module_parameter_registration_hook(_count_registration)
+
+
+class _DecodePlan(NamedTuple):
+    layers: list[tuple[torch.Tensor, ...]]  # what the decoding step reads, per layer
+    registrations: int  # _REGISTRATIONS when the plan was made
+    hooks: list[dict]  # the forward (pre-)hook dicts of every module the step stands in for
+    weights: list[torch.Tensor]  # those modules' parameters ...
+    pointers: list[int]  # ... and where their memory was
 
 
 def _positive_int(name: str, value: object) -> None:
@@ -447,34 +467,35 @@ class Llama(CheckpointingSwitch, nn.Module):
     def _decode_plan(self) -> list[tuple[torch.Tensor, ...]] | None:
         """Per layer, the tensors one decoding step reads: (input norm gain, packed q/k/v matrix, o matrix,
         post-attention norm gain, packed gate/up matrix, down matrix), the matrices as transposed views (in,
-        out), so that ``x @ view`` is the layer's output; None when any layer is not the plain
-        float32 layer ``pack_weights`` prepared (adapted, quantised, hooked, another dtype), and ``hidden``
-        then runs the blocks. The plan is rebuilt whenever a weight's memory changes."""
-        if _RMS_NORM is None or _global_hooks() or type(self.model.norm) is not RMSNorm \
-                or type(self.model.embed_tokens) is not nn.Embedding:  # the step adds into its output in place
+        out), so that ``x @ view`` is the layer's output; None when any layer is not the plain float32 layer
+        ``pack_weights`` prepared (adapted, quantised, hooked, another dtype), and ``hidden`` then runs the
+        blocks.
+
+        The plan is kept and reused while nothing it depends on changed: no module or parameter was registered
+        anywhere (a replaced layer or weight, counted by ``_REGISTRATIONS``), no forward hook was added to a module
+        it stands in for, and every weight still lives in the same memory. Checking that touches far fewer objects
+        than walking the model, which matters: between two weight products each object touched is a cache miss.
+        """
+        if _RMS_NORM is None or _global_hooks():
             return None
-        for m in (self, self.model.embed_tokens, self.model.norm):
-            if m._forward_hooks or m._forward_pre_hooks:
-                return None
-        layers = self.model.layers
-        key = []
-        for block in layers:
-            attn, mlp = block._modules["self_attn"], block._modules["mlp"]
-            mods = (block, attn, mlp, block._modules["input_layernorm"], block._modules["post_attention_layernorm"],
-                    *(attn._modules[n] for n in ("q_proj", "k_proj", "v_proj", "o_proj")),
-                    *(mlp._modules[n] for n in ("gate_proj", "up_proj", "down_proj")))
-            for m in mods:
-                if m._forward_hooks or m._forward_pre_hooks:
-                    return None
-                w = m._parameters.get("weight")
-                key.append(id(m) if w is None else (id(m), w.data_ptr(), w.dtype))
-        norm = self.model.norm
-        key.append((id(norm), norm.weight.data_ptr()))
         cached = self.__dict__.get("_plan")
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        plan = []
-        for block in layers:
+        if cached is not None and cached.registrations == _REGISTRATIONS[0] and not any(cached.hooks) \
+                and list(map(torch.Tensor.data_ptr, cached.weights)) == cached.pointers:
+            return cached.layers
+        self.__dict__["_plan"] = None
+        model = self.model
+        mods = [self, model, model.embed_tokens, model.norm]
+        for block in model.layers:
+            attn, mlp = block.self_attn, block.mlp
+            mods += [block, attn, mlp, block.input_layernorm, block.post_attention_layernorm,
+                     attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj]
+        hooks = [d for m in mods for d in (m._forward_hooks, m._forward_pre_hooks)]
+        if any(hooks):
+            return None  # a hook must see its module run
+        if type(model.norm) is not RMSNorm or type(model.embed_tokens) is not nn.Embedding:
+            return None  # (the step adds into the embedding's output in place)
+        layers = []
+        for block in model.layers:
             attn, mlp = block.self_attn, block.mlp
             n1, n2 = block.input_layernorm, block.post_attention_layernorm
             qkv = packed_weight(attn.q_proj, attn.k_proj, attn.v_proj)
@@ -483,12 +504,13 @@ class Llama(CheckpointingSwitch, nn.Module):
             if qkv is None or gate_up is None or qkv.dtype != torch.float32 \
                     or any(type(m) is not nn.Linear or m.bias is not None for m in (o, down)) \
                     or any(type(n) is not RMSNorm for n in (n1, n2)):
-                self.__dict__["_plan"] = None
                 return None
-            plan.append((n1.weight.detach(), qkv.t(), o.weight.detach().t(), n2.weight.detach(), gate_up.t(),
-                         down.weight.detach().t()))
-        self.__dict__["_plan"] = (key, plan)
-        return plan
+            layers.append((n1.weight.detach(), qkv.t(), o.weight.detach().t(), n2.weight.detach(), gate_up.t(),
+                           down.weight.detach().t()))
+        weights = [p for m in mods for p in m._parameters.values() if p is not None]
+        self.__dict__["_plan"] = _DecodePlan(layers, _REGISTRATIONS[0], hooks, weights,
+                                             list(map(torch.Tensor.data_ptr, weights)))
+        return layers
 
     def _decode_step(self, idx: torch.Tensor, cache: LlamaKVCache, plan: list[tuple[torch.Tensor, ...]]
                      ) -> torch.Tensor:

@@ -318,6 +318,14 @@ def test_the_decoding_step_gives_the_blocks_logits_and_steps_aside_for_what_it_c
         o.weight.data = o.weight.detach() * 1.5
         hf.model.layers[0].self_attn.o_proj.weight.mul_(1.5)
         torch.testing.assert_close(decode(ours, blocks_may_run=False), hf(x).logits, atol=1e-5, rtol=1e-5)
+        # a new parameter object, then a whole new layer, both set as attributes: the step reads them too
+        o.weight = torch.nn.Parameter(o.weight.detach() * 0.5)
+        hf.model.layers[0].self_attn.o_proj.weight.mul_(0.5)
+        torch.testing.assert_close(decode(ours, blocks_may_run=False), hf(x).logits, atol=1e-5, rtol=1e-5)
+        down = torch.nn.Linear(SMALL["n_mlp"], SMALL["n_embd"], bias=False)
+        ours.model.layers[1].mlp.down_proj = down
+        hf.model.layers[1].mlp.down_proj.weight.copy_(down.weight)
+        torch.testing.assert_close(decode(ours, blocks_may_run=False), hf(x).logits, atol=1e-5, rtol=1e-5)
     # an adapted layer with a non-zero update: the blocks run, and the update counts
     apply_lora(ours, rank=2, alpha=4, targets=("v_proj",))
     with torch.no_grad():
