@@ -541,18 +541,21 @@ class Llama(CheckpointingSwitch, nn.Module):
         keys = cache.k[:, :, :, : pos + 1].flatten(1, 2).transpose(2, 3).unbind(0)  # per layer (B * KV, hd, S)
         values = cache.v[:, :, :, : pos + 1].flatten(1, 2).unbind(0)  # per layer (B * KV, S, hd)
         scale = hd ** -0.5
+        # locals, not attribute look-ups, inside the loop: at ~450 calls per step even those add up
+        qkv, k, v, y, y_rows, gate_up, gate, up = (buf.qkv, buf.k, buf.v, buf.y, buf.y_rows, buf.gate_up,
+                                                   buf.gate, buf.up)
+        mm, bmm, baddbmm = torch.mm, torch.bmm, torch.baddbmm
         for layer, (gain1, qkv_t, o_t, gain2, gate_up_t, down_t) in enumerate(plan):
-            torch.mm(_rms_rows(x, gain1, root_eps, zero), qkv_t, out=buf.qkv)
+            mm(_rms_rows(x, gain1, root_eps, zero), qkv_t, out=qkv)
             torch.matmul(rope_in, rotation, out=rope_out)  # queries and keys, rotated together
-            k_new[layer].copy_(buf.k)
-            v_new[layer].copy_(buf.v)
+            k_new[layer].copy_(k)
+            v_new[layer].copy_(v)
             # G = H / KV query heads share a key/value head: G rows of one attention, in a batch of B * KV
             q = buf.q if B == 1 else buf.turned[:, :H].reshape(B * KV, H // KV, hd)  # a copy when B > 1
-            scores = torch.baddbmm(zero, q, keys[layer], beta=0, alpha=scale)  # (B * KV, G, S)
-            torch.bmm(scores.softmax(-1), values[layer], out=buf.y)  # (B * KV, G, hd)
-            x.addmm_(buf.y_rows, o_t)  # x + attention output
-            torch.mm(_rms_rows(x, gain2, root_eps, zero), gate_up_t, out=buf.gate_up)
-            x.addmm_(F.silu(buf.gate).mul_(buf.up), down_t)  # x + MLP output
+            bmm(baddbmm(zero, q, keys[layer], beta=0, alpha=scale).softmax(-1), values[layer], out=y)
+            x.addmm_(y_rows, o_t)  # x + attention output
+            mm(_rms_rows(x, gain2, root_eps, zero), gate_up_t, out=gate_up)
+            x.addmm_(F.silu(gate).mul_(up), down_t)  # x + MLP output
         cache.pos += 1
         return _rms_rows(x, self.model.norm.weight, root_eps, zero)[:, None]  # (B, 1, C)
 
