@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -129,6 +130,16 @@ def test_evaluating_switches_to_eval_mode_and_back_even_after_an_error():
     with pytest.raises(RuntimeError), evaluating(model):
         raise RuntimeError("inside")
     assert model.training
+    # modes that differ between modules come back module by module
+    model.eval()
+    model[1].train()
+    with evaluating(model):
+        assert not any(m.training for m in model.modules())
+    assert not model.training and not model[0].training and model[1].training
+    # a model in eval mode throughout is not switched at all
+    model.eval()
+    with mock.patch.object(torch.nn.Module, "train", side_effect=AssertionError("switched")), evaluating(model):
+        assert not model[1].training
 
 
 # ------------------------------------------------------------------- budgets, "verified on", memory

@@ -1,5 +1,7 @@
 """helpers.sampling.generate / stream: KV cache, stops, streaming, UTF-8, n samples, window, HF greedy."""
 
+import math
+
 import pytest
 import torch
 
@@ -368,3 +370,17 @@ def test_a_stop_string_twice_in_one_token_cuts_at_the_first():
     model, tok = scripted(["a\nb\nc"], ["a\nb\nc"])
     assert generate(model, "P", GREEDY.replace(stop=["\n"]), tok).text == "a"
     assert generate(model, "P", GREEDY.replace(stop=["\n"], include_stop_str_in_output=True), tok).text == "a\n"
+
+
+def test_a_greedy_step_takes_the_first_maximum_with_log_prob_zero_or_nan_when_all_is_masked():
+    from helpers.sampling.filters import sample_token
+    from helpers.sampling.generation import _step
+
+    logits = torch.tensor([[0.5, 3.0, 3.0, -1.0], [2.0, 1.0, 0.0, 2.0], [-math.inf] * 4])
+    prompt, out = torch.tensor([[0]]), torch.empty(3, 0, dtype=torch.long)
+    token, tokens, logprob = _step(logits, SamplingParams(temperature=0.0), prompt, out, 0, [], None)
+    assert tokens == [1, 0, 0] and token.tolist() == tokens  # the lowest id among tied maxima
+    assert logprob[:2].tolist() == [0.0, 0.0] and math.isnan(logprob[2])
+    # what the general draw gives for one candidate per row: the same
+    choice, drawn = sample_token(logits.max(dim=-1, keepdim=True).values)
+    assert choice.tolist() == [0, 0, 0] and torch.equal(drawn.isnan(), logprob.isnan())

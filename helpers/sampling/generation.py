@@ -117,6 +117,10 @@ def _step(logits: torch.Tensor, params: SamplingParams, prompt: torch.Tensor, ou
           end_ids: list[int], generator: torch.Generator | None) -> tuple[torch.Tensor, list[int], torch.Tensor]:
     """One token per row: ids on the device (B,), the same ids on the host, and their log-probs (B,)."""
     values, ids, tied = _candidates(logits, params, prompt, output_ids, step, end_ids, trust_top_k=True)
+    if ids is not None and tied is None and values.shape[1] == 1:
+        # greedy: one candidate, drawn with probability 1 (log-prob 0; NaN when it is -inf, everything masked)
+        token = ids[:, 0]
+        return token, token.tolist(), (values - values)[:, 0]
     choice, logprob = sample_token(values, generator)  # (B,), (B,)
     token = choice if ids is None else ids.gather(1, choice[:, None]).squeeze(1)
     if tied is None:
