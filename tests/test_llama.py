@@ -355,3 +355,35 @@ def test_the_decoding_step_follows_a_batch_whose_rows_finish_at_different_times(
     assert [c.token_ids for c in a] == [c.token_ids for c in b]
     torch.testing.assert_close(torch.tensor([x for c in a for x in c.logprobs]),
                                torch.tensor([x for c in b for x in c.logprobs]), atol=1e-5, rtol=1e-5)
+
+
+def test_the_compiled_layer_loop_gives_the_plain_loops_logits_and_the_plain_loop_stands_in_when_it_cannot_compile(
+        monkeypatch):
+    from helpers import llama
+
+    torch.manual_seed(6)
+    model = Llama(LlamaConfig(**SMALL)).eval().pack_weights()
+    assert model._decode_plan() is not None  # the decoding step runs
+    x = torch.randint(0, SMALL["vocab_size"], (2, 20))
+
+    def decode(batch):
+        cache = model.new_cache(batch.shape[0])
+        with torch.no_grad():
+            out = [model(batch[:, :6], cache=cache)] + [model(batch[:, t:t + 1], cache=cache) for t in range(6, 20)]
+        return torch.cat(out, dim=1)
+
+    monkeypatch.setattr(llama, "_LAYER_LOOP", [])
+    assert isinstance(llama._layer_loop(), torch.jit.ScriptFunction), "TorchScript compiled nothing"
+    compiled = [decode(x[:1]), decode(x)]
+    monkeypatch.setattr(llama, "_LAYER_LOOP", [])
+
+    def refuse(fn):
+        raise RuntimeError("no TorchScript here")
+
+    monkeypatch.setattr(torch.jit, "script", refuse)
+    assert llama._layer_loop() is llama._decode_layers
+    plain = [decode(x[:1]), decode(x)]
+    for a, b in zip(compiled, plain):  # the same operations in the same order: the same numbers
+        assert torch.equal(a, b)
+    with torch.no_grad():
+        torch.testing.assert_close(plain[1], model(x), atol=1e-5, rtol=1e-5)
