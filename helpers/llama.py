@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
@@ -380,17 +380,14 @@ def _decode_layers(x: torch.Tensor, plan: list[tuple[torch.Tensor, torch.Tensor,
                    values: list[torch.Tensor], qkv: torch.Tensor, rope_in: torch.Tensor, rope_out: torch.Tensor,
                    k: torch.Tensor, v: torch.Tensor, q: torch.Tensor | None, y: torch.Tensor, y_rows: torch.Tensor,
                    gate_up: torch.Tensor, gate: torch.Tensor, up: torch.Tensor, rotation: torch.Tensor,
-                   zero: torch.Tensor, root_eps: torch.Tensor, n_head: int, n_kv_head: int, scale: float,
-                   root_c: float) -> torch.Tensor:
+                   zero: torch.Tensor, root_eps: torch.Tensor, n_head: int, n_kv_head: int, scale: float
+                   ) -> torch.Tensor:
     """The layers of one decoding step (``Llama._decode_step``): ``x`` (B, C) in, the last layer's output out,
     written in place into ``x``; the other tensors are the plan's weights, the cache's slots and the step's
     buffers. Plain PyTorch calls only, so that TorchScript can compile it (``_layer_loop``)."""
     for layer in range(len(plan)):
         gain1, qkv_t, o_t, gain2, gate_up_t, down_t = plan[layer]
-        # RMSNorm as in _rms_rows, then the packed q/k/v product
-        h = torch.addcdiv(zero, x * gain1, torch.hypot(torch.linalg.vector_norm(x, 2.0, [-1], True), root_eps),
-                          value=root_c)
-        torch.mm(h, qkv_t, out=qkv)
+        torch.mm(_rms_rows(x, gain1, root_eps, zero), qkv_t, out=qkv)
         torch.matmul(rope_in, rotation, out=rope_out)  # queries and keys, rotated together
         k_new[layer].copy_(k)
         v_new[layer].copy_(v)
@@ -402,9 +399,7 @@ def _decode_layers(x: torch.Tensor, plan: list[tuple[torch.Tensor, torch.Tensor,
         scores = torch.baddbmm(zero, qs, keys[layer], beta=0.0, alpha=scale)  # (B * KV, G, S)
         torch.bmm(scores.softmax(-1), values[layer], out=y)  # (B * KV, G, hd)
         x.addmm_(y_rows, o_t)  # x + attention output
-        h = torch.addcdiv(zero, x * gain2, torch.hypot(torch.linalg.vector_norm(x, 2.0, [-1], True), root_eps),
-                          value=root_c)
-        torch.mm(h, gate_up_t, out=gate_up)
+        torch.mm(_rms_rows(x, gain2, root_eps, zero), gate_up_t, out=gate_up)
         x.addmm_(F.silu(gate).mul_(up), down_t)  # x + MLP output
     return x
 
@@ -412,7 +407,7 @@ def _decode_layers(x: torch.Tensor, plan: list[tuple[torch.Tensor, torch.Tensor,
 _LAYER_LOOP: list = []  # [the compiled _decode_layers, or _decode_layers itself], made on first use
 
 
-def _layer_loop():
+def _layer_loop() -> Callable[..., torch.Tensor]:
     """``_decode_layers`` compiled by TorchScript, which runs the ~15 operations per layer without Python
     between them (about 7 % of a SmolLM2 decoding step on a 2-core CPU); ``_decode_layers`` itself, with the
     same results, where TorchScript cannot compile it (no source files, or a PyTorch without it)."""
@@ -578,8 +573,9 @@ class Llama(CheckpointingSwitch, nn.Module):
         (``addmm_``); the products write into buffers kept with the cache (``_StepBuffers``), read through views
         made once; the matrices are read through transposed views made once (``_decode_plan``); queries and keys
         rotate in one product with this position's rotation matrix; RMSNorm takes four operations, attention
-        three; the cache is sliced once per step, not per layer; no module is called. ``tests/test_llama.py``
-        checks that the logits are those of the blocks.
+        three; the cache is sliced once per step, not per layer; no module is called; and the layers run in
+        ``_decode_layers``, compiled by TorchScript where it can be, so that no Python runs between the
+        operations. ``tests/test_llama.py`` checks that the logits are those of the blocks.
         """
         B = idx.shape[0]
         H, KV, hd = self.config.n_head, self.config.n_kv_head, self.config.head_dim
@@ -597,7 +593,7 @@ class Llama(CheckpointingSwitch, nn.Module):
         values = cache.v[:, :, :, : pos + 1].flatten(1, 2).unbind(0)  # per layer (B * KV, S, hd)
         x = _layer_loop()(x, plan, list(k_new), list(v_new), list(keys), list(values), buf.qkv, rope_in, rope_out,
                           buf.k, buf.v, buf.q, buf.y, buf.y_rows, buf.gate_up, buf.gate, buf.up, rotation, zero,
-                          root_eps, H, KV, hd ** -0.5, math.sqrt(x.shape[-1]))
+                          root_eps, H, KV, hd ** -0.5)
         cache.pos += 1
         return _rms_rows(x, self.model.norm.weight, root_eps, zero)[:, None]  # (B, 1, C)
 
