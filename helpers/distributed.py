@@ -245,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                   f"final loss {result['losses'][-1]:.3f}")
             if args.out is not None:
                 torch.save(result, args.out)
+        dist.barrier()  # every rank done (rank 0 has saved) before any closes its connections to the others
     finally:
         dist.destroy_process_group()
 
