@@ -7,8 +7,8 @@
    ``transformers``' ``generate()`` on the same weights (transformers reads the same GGUF file), and
    against the weight-streaming floor: one matrix-vector product with every 2-D weight of the model in
    fp32, which is what any decoder has to read per token, repeated once per new token in each round. The
-   three take turns round by round, so a
-   change in machine load affects them alike; the figures are medians over the rounds, per new token
+   three take turns round by round, so a change in machine load affects them alike; the figures are
+   medians over the rounds, per new token
    (our whole ``generate`` call, prompt included, divided by the new tokens). Goals: >= 1.25x
    transformers, <= 1.25x the floor.
    Each implementation also writes one token only (the prompt's prefill and the first token: the time to

@@ -213,11 +213,12 @@ class _StepBuffers:
         self.batch_size, self.dtype, self.device = B, like.dtype, like.device
         self.qkv = like.new_empty(B, (H + 2 * KV) * hd)  # the packed q/k/v product
         heads = self.qkv.view(B, H + 2 * KV, hd)
-        self.qk = heads[:, : H + KV]  # (B, H + KV, hd): the rows RoPE turns
         self.v = heads[:, H + KV:]  # (B, KV, hd)
-        self.turned = like.new_empty(B, H + KV, hd)  # queries and keys after RoPE
-        self.q = self.turned[:, :H].view(KV, G, hd) if B == 1 else None  # (B * KV, G, hd) when B = 1
-        self.k = self.turned[:, H:]  # (B, KV, hd)
+        turned = like.new_empty(B, H + KV, hd)  # queries and keys after RoPE
+        # RoPE's product reads the q/k rows and writes the turned ones: matrices when B = 1, batches otherwise
+        self.rope_in, self.rope_out = (heads[0, : H + KV], turned[0]) if B == 1 else (heads[:, : H + KV], turned)
+        self.q = turned[:, :H].view(KV, G, hd) if B == 1 else None  # (B * KV, G, hd) when B = 1
+        self.k = turned[:, H:]  # (B, KV, hd)
         self.y = like.new_empty(B * KV, G, hd)  # the attention's output
         self.y_rows = self.y.view(B, H * hd)
         self.gate_up = like.new_empty(B, 2 * config.n_mlp)
@@ -526,7 +527,7 @@ class Llama(CheckpointingSwitch, nn.Module):
         it stands in for, and every weight still lives in the same memory. Checking that touches far fewer objects
         than walking the model, which matters: between two weight products each object touched is a cache miss.
         """
-        if _RMS_NORM is None or _global_hooks():
+        if _global_hooks():
             return None
         cached = self.__dict__.get("_plan")
         if cached is not None and cached.registrations == _REGISTRATIONS[0] and not any(cached.hooks) \
@@ -587,13 +588,12 @@ class Llama(CheckpointingSwitch, nn.Module):
             buf = cache.step_buffers = _StepBuffers(self.config, B, x)
         zero, root_eps = buf.zero, buf.root_eps
         rotation = self._rotation(pos, x.dtype)  # (hd, hd): a row times it turns each channel pair by its angle
-        rope_in, rope_out = (buf.qk[0], buf.turned[0]) if B == 1 else (buf.qk, buf.turned)
         k_new, v_new = cache.k[:, :, :, pos].unbind(0), cache.v[:, :, :, pos].unbind(0)  # per layer (B, KV, hd)
         keys = cache.k[:, :, :, : pos + 1].flatten(1, 2).transpose(2, 3).unbind(0)  # per layer (B * KV, hd, S)
         values = cache.v[:, :, :, : pos + 1].flatten(1, 2).unbind(0)  # per layer (B * KV, S, hd)
-        x = _layer_loop()(x, plan, list(k_new), list(v_new), list(keys), list(values), buf.qkv, rope_in, rope_out,
-                          buf.k, buf.v, buf.q, buf.y, buf.y_rows, buf.gate_up, buf.gate, buf.up, rotation, zero,
-                          root_eps, H, KV, hd ** -0.5)
+        x = _layer_loop()(x, plan, list(k_new), list(v_new), list(keys), list(values), buf.qkv, buf.rope_in,
+                          buf.rope_out, buf.k, buf.v, buf.q, buf.y, buf.y_rows, buf.gate_up, buf.gate, buf.up,
+                          rotation, zero, root_eps, H, KV, hd ** -0.5)
         cache.pos += 1
         return _rms_rows(x, self.model.norm.weight, root_eps, zero)[:, None]  # (B, 1, C)
 

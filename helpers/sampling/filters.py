@@ -78,8 +78,8 @@ def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     T = 0 returns the limit T -> 0: every token but the argmax (lowest id among ties) at -inf.
     """
     if temperature == 0.0:
-        top = logits.argmax(dim=-1, keepdim=True)  # first maximum = lowest id among ties
-        return torch.full_like(logits, NEG_INF).scatter(1, top, logits.gather(1, top))
+        value, top = logits.max(dim=-1, keepdim=True)  # first maximum = lowest id among ties
+        return torch.full_like(logits, NEG_INF).scatter(1, top, value)
     return logits / temperature
 
 
